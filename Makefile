@@ -1,0 +1,25 @@
+# Two entry points, each doing the whole set-up on a fresh machine: `make demo`, `make test`.
+# torch is pinned here (not in pyproject) because on this project's machines torch 2.13.0 is a
+# CPU wheel already on disk; elsewhere, install the torch build of your platform first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: install demo test lint
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/unlearn demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(VENV)/bin/pytest -n 2 -q

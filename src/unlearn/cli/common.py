@@ -1,0 +1,61 @@
+"""Pieces every sub-command shares: the Typer app, dataset/bank options, tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from unlearn.errors import UnlearnInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Machine unlearning of trained classifiers, and audits that check it.")
+console = Console(stderr=False)
+
+DatasetOpt = typer.Option("digits", "--dataset", "-d", help="digits, cifar10, imagefolder:PATH, torchvision:NAME")
+DataRootOpt = typer.Option(None, "--data-root", help="where the dataset lives (cifar10: folder or .tar.gz)")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps")
+BankOpt = typer.Option(None, "--bank", help="model bank folder (default $UNLEARN_BANK or ~/.cache/unlearn/bank)")
+SeedOpt = typer.Option(0, "--seed", help="seed of every random choice")
+
+
+def load_dataset(name: str, root: Path | None):
+    from unlearn import data
+
+    return data.load(name, root=root)
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise UnlearnInputError(f"--device {device!r} is not a device name ({err})") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UnlearnInputError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def parse_sets(pairs: list[str] | None) -> dict:
+    """`--set key=value` pairs, values parsed as YAML scalars (numbers, booleans, lists)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UnlearnInputError(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        t.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in r])
+    return t

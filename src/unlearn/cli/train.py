@@ -1,0 +1,58 @@
+"""`unlearn train`: train a model on a dataset (minus a forget set), to a file or into the bank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearn.cli.common import (
+    BankOpt,
+    DataRootOpt,
+    DatasetOpt,
+    DeviceOpt,
+    SeedOpt,
+    app,
+    check_device,
+    console,
+    load_dataset,
+    parse_sets,
+)
+
+
+@app.command()
+def train(
+    dataset: str = DatasetOpt,
+    model: str = typer.Option(None, "--model", "-m", help="architecture (mlp, cnn, resnet18, vgg11, vgg19)"),
+    seed: int = SeedOpt,
+    forget: Path = typer.Option(None, "--forget", help="CSV of training indices to leave out (retraining)"),
+    recipe: str = typer.Option(None, "--recipe", help="named recipe (digits, cifar10-cpu, cifar10-paper)"),
+    arch_args: list[str] = typer.Option(None, "--arch", help="architecture argument key=value, repeatable"),
+    out: Path = typer.Option(None, "--out", "-o", help="write the model here (default: into the bank only)"),
+    data_root: Path = DataRootOpt,
+    device: str = DeviceOpt,
+    bank: Path = BankOpt,
+):
+    """Train on DATASET (minus --forget), served from the bank when it was trained before."""
+    from unlearn import data, models
+    from unlearn.bank import ModelBank
+    from unlearn.training import DEFAULT_ARCH
+
+    check_device(device)
+    ds = load_dataset(dataset, data_root)
+    arch = model or DEFAULT_ARCH.get(ds.name, ("cnn", {}))[0]
+    models.build(arch, ds.num_classes, ds.input_shape, **parse_sets(arch_args))  # names the problem early
+    indices = None
+    if forget is not None:
+        indices = data.load_forget_csv(forget, len(ds.train)).retain
+    store = ModelBank(bank)
+    net, seconds = store.get_with_time(ds, arch, indices, recipe, seed=seed, device=device,
+                                       arch_args=parse_sets(arch_args) if arch_args else None)
+    train_set = ds.train if indices is None else ds.train.subset(indices)
+    served = "trained" if store.trained else "served from the bank"
+    console.print(f"{arch} on {ds.name} ({len(train_set)} samples, seed {seed}): {served}, "
+                  f"train acc {models.accuracy(net, train_set):.2f}%, test acc {models.accuracy(net, ds.test):.2f}% "
+                  f"(training took {seconds:.1f} s)")
+    if out is not None:
+        models.save_model(net, out)
+        console.print(f"saved to {out}")
