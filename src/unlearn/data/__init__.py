@@ -18,5 +18,6 @@ from unlearn.data.forget import (  # noqa: F401
     load_forget_csv,
     random_forget,
     save_forget_csv,
+    split_holdout,
     validate_forget,
 )

@@ -124,3 +124,17 @@ def save_forget_csv(path, indices) -> Path:
 
 def as_index_tensor(indices) -> torch.Tensor:
     return torch.as_tensor(np.asarray(indices), dtype=torch.long)
+
+
+def split_holdout(labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified halves of the test split: (validation, evaluation) index arrays.
+
+    Methods that need known non-members (SG's auditor) may use the validation half only; the
+    evaluation half is never touched by a method and is left for the final audit.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    validation, evaluation = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=labels,
+                                              random_state=seed)
+    return np.sort(validation), np.sort(evaluation)
