@@ -122,3 +122,12 @@ def test_augmentation_is_seeded_and_shape_preserving():
     apply = torch.arange(64) % 2 == 0
     m = data.augment(x, torch.Generator().manual_seed(0), crop_padding=2, flip=True, apply=apply)
     assert torch.equal(m[~apply], x[~apply])
+
+
+def test_optional_loader_without_its_package_says_what_to_install():
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here; the message is for machines without it")
+    with pytest.raises(UnlearnInputError, match="pip install torchvision"):
+        data.load("torchvision:cifar10")
