@@ -1,0 +1,47 @@
+"""`unlearn bench CONFIG`: run a benchmark protocol (methods x forget sets x seeds) into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearn.cli.common import BankOpt, app, check_device, console
+
+
+def print_summary(run_dir: Path) -> None:
+    from rich.markdown import Markdown
+
+    console.print(Markdown((run_dir / "summary.md").read_text()))
+
+
+@app.command()
+def bench(
+    config: Path = typer.Argument(..., help="protocol YAML (see configs/)"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
+    backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
+    bank: Path = BankOpt,
+):
+    """Run CONFIG: train originals and retrains into the bank, unlearn, audit, write tables.
+
+    Re-running into the same run directory resumes: models in the bank are not retrained and jobs
+    with a stored record are not re-run.
+    """
+    from unlearn.bank import ModelBank
+    from unlearn.experiments import load_config, run_bench
+
+    cfg = load_config(config)  # refuses a malformed protocol before any work starts
+    check_device(cfg.device)
+    run_dir = out or Path("runs") / cfg.name
+    result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank))
+    print_summary(run_dir)
+    total = len(result.plan.oracle) + len(result.plan.runs)
+    console.print(f"{total} jobs: {result.executed} run now, {total - result.executed - len(result.crashed)} "
+                  f"from the results store; {result.trained} models trained into the bank; "
+                  f"{result.seconds:.1f} s. Results in {run_dir}/")
+    if result.crashed:
+        for rec in result.crashed:
+            console.print(f"[red]crashed[/red] {rec['method']} ({rec['setting']}, forget {rec['forget']} "
+                          f"seed {rec['forget_seed']}, model seed {rec['model_seed']}): {rec['error']}")
+        raise typer.Exit(1)

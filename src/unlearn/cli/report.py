@@ -1,0 +1,21 @@
+"""`unlearn report RUN_DIR`: a self-contained HTML report of a benchmark run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearn.cli.common import app, console
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `unlearn bench` or `unlearn demo`"),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html)"),
+):
+    """Write one HTML file: tables, confidence histograms, MIA ROC curves, gap vs cost."""
+    from unlearn.experiments.report import write_report
+
+    path = write_report(run_dir, out)
+    console.print(f"report written to {path}")

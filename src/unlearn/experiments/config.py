@@ -1,0 +1,240 @@
+"""Benchmark protocols as YAML files: the schema, and loading that names the key and line at fault.
+
+A protocol fixes everything a figure depends on (BENCHMARKS.md): data, model, training recipe,
+forget sets and their seeds, the settings with and without D_R, the methods with their
+hyperparameters, the audits and the seeds. It is validated completely when it is loaded, before any
+work starts: an unknown method, an unknown key, a value of the wrong type or a forget fraction
+outside (0, 1) is refused with the file, line and key in the message.
+
+    config = load_config("configs/digits.yaml")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from unlearn.errors import UnlearnInputError
+
+SETTINGS = ("with_retain", "without_retain")
+# The attacks of the audit contract (`unlearn.audit.evaluate`); "acc" is always computed.
+KNOWN_ATTACKS = ("acc", "mis", "loss", "rmia", "lira")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    arch: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_arch(self):
+        from unlearn.models.architectures import available
+
+        if self.arch not in available():
+            raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(available())}")
+        return self
+
+
+class ForgetSpec(_Strict):
+    """A family of forget sets: one per seed. `random` takes `fraction` or `count`; `class` takes `classes`."""
+
+    name: str | None = None
+    kind: Literal["random", "class"] = "random"
+    fraction: float | None = None
+    count: int | None = None
+    classes: list[int] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("fraction")
+    @classmethod
+    def _open_unit_interval(cls, value):
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"forget fraction must lie in (0, 1), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if self.kind == "random" and (self.fraction is None) == (self.count is None):
+            raise ValueError("a random forget set takes exactly one of fraction or count")
+        if self.kind == "class" and not self.classes:
+            raise ValueError("a class forget set needs a non-empty list `classes`")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind == "class":
+            return "class-" + "-".join(str(c) for c in self.classes or [])
+        return f"random-{self.fraction * 100:g}%" if self.fraction is not None else f"random-{self.count}"
+
+
+class AuditSpec(_Strict):
+    attacks: list[str] = Field(default_factory=lambda: ["acc", "mis", "loss", "rmia"])
+    # Reference models for RMIA/LiRA (BENCHMARKS.md: at least 8 on cifar10-cpu, 128 in the papers).
+    n_reference: int = Field(8, ge=1)
+    # Evaluate on the evaluation half of the test split and give methods the validation half as
+    # known non-members (`holdout`, SG needs it), so no method sees the data it is audited on.
+    holdout: bool = True
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, value):
+        unknown = [a for a in value if a not in KNOWN_ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attack(s) {unknown}; known: {', '.join(KNOWN_ATTACKS)}")
+        if "acc" not in value:
+            value = ["acc", *value]  # every table starts with the accuracies
+        return value
+
+
+class TuneSpec(_Strict):
+    """`unlearn tune`: search on a forget set drawn with `forget_seed`, disjoint from the benchmark's seeds."""
+
+    trials: int = Field(20, ge=1)
+    forget_seed: int = 1000
+    setting: Literal["with_retain", "without_retain"] = "with_retain"
+    # Per method, per hyperparameter: a list of choices, or {low, high, log} for a float range.
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    name: str
+    dataset: str
+    data_root: str | None = None
+    model: ModelSpec
+    recipe: str | dict[str, Any]
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # original-model seeds
+    runs: int = Field(1, ge=1)  # unlearning runs per (model, forget set), seeds 0..runs-1
+    forget: list[ForgetSpec] = Field(min_length=1)
+    settings: list[Literal["with_retain", "without_retain"]] = Field(default_factory=lambda: list(SETTINGS),
+                                                                       min_length=1)
+    methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
+    device: str = "cpu"
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, value):
+        from unlearn.training import get_recipe
+
+        try:
+            get_recipe(value)
+        except UnlearnInputError as err:
+            raise ValueError(str(err)) from err
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value):
+        from unlearn.data import available
+
+        known = [d for d in available() if d != "imagefolder:PATH"]
+        if value not in known and not value.startswith("imagefolder:"):
+            raise ValueError(f"unknown dataset {value!r}; known: {', '.join(available())}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_forget_labels(self):
+        labels = [f.label for f in self.forget]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"forget sets need distinct names, got {labels}")
+        return self
+
+    def hparams(self, method: str) -> dict[str, Any]:
+        return dict(self.methods.get(method) or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
+    """The deepest YAML node along a pydantic error location (a key's node for mapping keys)."""
+    node, found = root, root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == str(part)]
+            if not match:
+                break
+            found, node = match[0][0], match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            found = node = node.value[part]
+        else:
+            break
+    return found
+
+
+def _where(source: str, root, loc: tuple) -> str:
+    node = _node_at(root, loc)
+    line = f":{node.start_mark.line + 1}" if node is not None else ""
+    return f"{source}{line}"
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate a protocol given as YAML text; raise `UnlearnInputError` naming file, line and key."""
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UnlearnInputError(f"{source}{line}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(raw, dict):
+        raise UnlearnInputError(f"{source}: a protocol is a YAML mapping (name, dataset, model, ...)")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors()[:3]:
+            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # pydantic appends the union member tried ("str", "dict[...]"); not a key of the file.
+            loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float"))))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{_where(source, root, loc)}: {key}: {msg}")
+        raise UnlearnInputError("; ".join(problems)) from None
+    _check_methods(config, source, root)
+    return config
+
+
+def _check_methods(config: Config, source: str, root) -> None:
+    """Every method registered, every hyperparameter known and accepted by the constructor."""
+    from unlearn import methods
+
+    for name, hp in config.methods.items():
+        where = _where(source, root, ("methods", name))
+        if name not in methods.available():
+            raise UnlearnInputError(f"{where}: methods.{name}: unknown method {name!r}; "
+                                    f"registered: {', '.join(methods.available()) or 'none'}")
+        try:
+            methods.get(name, **(hp or {}))
+        except UnlearnInputError as err:
+            raise UnlearnInputError(f"{where}: methods.{name}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise UnlearnInputError(f"{where}: methods.{name}: bad hyperparameter value ({err})") from None
+    for name in config.tune.space:
+        if name not in config.methods:
+            raise UnlearnInputError(f"{_where(source, root, ('tune', 'space', name))}: tune.space.{name}: "
+                                    f"method not listed under `methods`")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnInputError(f"config file {str(path)!r} does not exist")
+    return parse_config(path.read_text(), source=str(path))

@@ -1,0 +1,253 @@
+"""Resolving a protocol into jobs, and the job functions that every executor runs.
+
+A protocol expands into (forget set x forget seed) x model seed x setting x method x run jobs:
+- *training* jobs: the original model per model seed and the retrained oracle per forget set and
+  model seed, kept in the model bank;
+- *oracle* jobs: the audit of each retrained model (the "Retrain" row, and the reference every
+  gap is measured against);
+- *run* jobs: one method applied to one original model in one setting, then audited.
+A method that needs D_R is not run without it; it gets an explicit "n/a" record, as in the
+papers' tables, rather than being dropped silently.
+
+The job functions take and return plain data (model spec + state dict, JSON-able dicts), so the
+local executor and Ray workers run exactly the same code on the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearn.data import Dataset, ForgetSplit, class_forget, random_forget, split_holdout
+from unlearn.errors import DivergenceError, UnlearnInputError
+from unlearn.experiments.config import Config
+from unlearn.models import Classifier, true_class_confidence
+from unlearn.models import per_sample_loss as losses_of
+
+# Figures of the audit's "gap" entry and the histograms/ROC stored with every record.
+HIST_BINS = 20
+ROC_FPR = np.logspace(-3, 0, 61)
+# Reference models for RMIA/LiRA are drawn with one seed for the whole bench, so every job shares
+# one reference bank (trained once) instead of training its own.
+REFERENCE_SEED = 0
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One row of one table: `method` ("retrain" = the oracle) on one model, forget set and setting."""
+
+    method: str
+    hparams_json: str
+    setting: str
+    forget: str
+    forget_seed: int
+    model_seed: int
+    run_seed: int
+    context: str = field(repr=False)  # digest of everything else the result depends on
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True)
+        return f"{self.method}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return json.loads(self.hparams_json)
+
+    @property
+    def split_key(self) -> tuple[str, int]:
+        return (self.forget, self.forget_seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "hparams": self.hparams, "setting": self.setting, "forget": self.forget,
+                "forget_seed": self.forget_seed, "model_seed": self.model_seed, "run_seed": self.run_seed}
+
+
+@dataclass
+class Plan:
+    config: Config
+    dataset: Dataset
+    splits: dict[tuple[str, int], ForgetSplit]
+    validation: np.ndarray | None  # test indices methods may use as known non-members
+    evaluation: np.ndarray          # test indices the audits evaluate on
+    oracle: list[RunJob]
+    runs: list[RunJob]
+    not_applicable: list[RunJob]
+
+    def originals(self) -> list[int]:
+        return list(self.config.seeds)
+
+    def retrains(self) -> list[tuple[tuple[str, int], int]]:
+        return [(key, seed) for key in self.splits for seed in self.config.seeds]
+
+
+def make_split(spec, n_train: int, labels, seed: int) -> ForgetSplit:
+    if spec.kind == "class":
+        return class_forget(labels, spec.classes)
+    return random_forget(n_train, fraction=spec.fraction, count=spec.count, seed=seed)
+
+
+def context_digest(config: Config, dataset: Dataset) -> str:
+    blob = {"dataset": dataset.fingerprint, "model": config.model.model_dump(), "recipe": config.recipe,
+            "forget": [f.model_dump() for f in config.forget], "audit": config.audit.model_dump()}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve(config: Config, dataset: Dataset) -> Plan:
+    """Every job of a protocol, in the order they depend on each other."""
+    from unlearn import methods
+
+    n_train = len(dataset.train)
+    labels = dataset.train.y.numpy()
+    splits = {}
+    for spec in config.forget:
+        for seed in spec.seeds:
+            splits[(spec.label, seed)] = make_split(spec, n_train, labels, seed)
+    if config.audit.holdout:
+        validation, evaluation = split_holdout(dataset.test.y.numpy(), seed=0)
+    else:
+        validation, evaluation = None, np.arange(len(dataset.test))
+    context = context_digest(config, dataset)
+    oracle, runs, not_applicable = [], [], []
+    for (label, forget_seed) in splits:
+        for model_seed in config.seeds:
+            oracle.append(RunJob("retrain", "{}", "with_retain", label, forget_seed, model_seed, 0, context))
+            for name in config.methods:
+                if name == "retrain":  # the oracle row; it is the same model in both settings
+                    continue
+                cls = methods.get_class(name)
+                hp = json.dumps(config.hparams(name), sort_keys=True)
+                for setting in config.settings:
+                    for run in range(config.runs):
+                        job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context)
+                        needs_retain = cls.requires_retain and setting == "without_retain"
+                        (not_applicable if needs_retain else runs).append(job)
+    return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable)
+
+
+# ---- payloads: what crosses a process boundary -------------------------------------------------
+
+def model_payload(model: Classifier) -> dict[str, Any]:
+    return {"spec": model.spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> Classifier:
+    spec = payload["spec"]
+    model = Classifier(spec["arch"], spec["num_classes"], spec["input_shape"], spec["mean"], spec["std"],
+                       spec["classes"], spec["arch_args"], spec.get("training"))
+    model.load_state_dict(payload["state"])
+    return model.to(device).eval()
+
+
+_DATASETS: dict[tuple[str, str | None], Dataset] = {}
+
+
+def dataset_of(name: str, root: str | None) -> Dataset:
+    """Load once per process (Ray workers are long-lived and run many jobs)."""
+    from unlearn import data
+
+    if (name, root) not in _DATASETS:
+        _DATASETS[(name, root)] = data.load(name, root=root)
+    return _DATASETS[(name, root)]
+
+
+# ---- job functions ----------------------------------------------------------------------------
+
+def train_job(dataset_name: str, data_root: str | None, arch: str, arch_args: dict, indices: np.ndarray,
+              recipe: dict, seed: int, device: str = "cpu", name: str = "training") -> dict[str, Any]:
+    """Train one model from scratch; return its payload and training time (for the bank the driver keeps)."""
+    from unlearn.training import train
+
+    dataset = dataset_of(dataset_name, data_root)
+    start = time.perf_counter()
+    model = train(arch, dataset, indices, recipe, seed=seed, device=device, arch_args=arch_args,
+                  progress=False, name=name)
+    return {"model": model_payload(model), "seconds": time.perf_counter() - start}
+
+
+def _curves(model, dataset: Dataset, split: ForgetSplit, evaluation: np.ndarray) -> dict[str, Any]:
+    """Confidence histograms (D_R, D_F, D_T) and the loss-threshold attack's ROC (D_F vs D_T)."""
+    from sklearn.metrics import roc_curve
+
+    parts = {"retain": dataset.train.subset(split.retain), "forget": dataset.train.subset(split.forget),
+             "test": dataset.test.subset(evaluation)}
+    edges = np.linspace(0, 1, HIST_BINS + 1)
+    hist = {k: np.histogram(true_class_confidence(model, d).numpy(), bins=edges)[0].tolist()
+            for k, d in parts.items()}
+    # Members have low loss: score = -loss, forget samples are the positives.
+    scores = -torch.cat([losses_of(model, parts["forget"]), losses_of(model, parts["test"])]).numpy()
+    truth = np.r_[np.ones(len(split.forget)), np.zeros(len(evaluation))]
+    fpr, tpr, _ = roc_curve(truth, scores)
+    return {"hist": hist, "hist_edges": edges.tolist(),
+            "roc": {"loss": {"fpr": ROC_FPR.tolist(), "tpr": np.interp(ROC_FPR, fpr, tpr).tolist()}}}
+
+
+def _audit(model, dataset: Dataset, split: ForgetSplit, config_audit: dict, evaluation, reference, bank_root,
+           device) -> dict[str, Any]:
+    from unlearn import audit
+    from unlearn.bank import ModelBank
+
+    return audit.evaluate(model, dataset, split, attacks=tuple(config_audit["attacks"]), reference=reference,
+                          bank=ModelBank(bank_root), n_reference=config_audit["n_reference"], seed=REFERENCE_SEED,
+                          device=device, evaluation=evaluation)
+
+
+def run_job(job: RunJob, dataset_name: str, data_root: str | None, split: ForgetSplit, validation, evaluation,
+            model: dict[str, Any], audit_spec: dict, reference: dict | None, retrain_seconds: float,
+            bank_root: str, device: str = "cpu") -> dict[str, Any]:
+    """Unlearn (unless `job` is the oracle) and audit; return the job's JSON record.
+
+    `model` is the payload of the original model (of the retrained model for the oracle job),
+    `reference` the oracle's metrics, against which the audit measures the gap.
+    """
+    from unlearn import audit, methods
+    from unlearn.bank import ModelBank
+
+    dataset = dataset_of(dataset_name, data_root)
+    record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds}
+    net = model_from_payload(model, device)
+    if job.method == "retrain":
+        record.update(status="ok", seconds=retrain_seconds, stats=None)
+        unlearned = net
+    else:
+        method = methods.get(job.method, **job.hparams)
+        forget = dataset.train.subset(split.forget)
+        retain = dataset.train.subset(split.retain) if job.setting == "with_retain" else None
+        context = {"bank": ModelBank(bank_root)}
+        if validation is not None:
+            context["holdout"] = dataset.test.subset(validation)
+        torch.manual_seed(job.run_seed)
+        start = time.perf_counter()
+        try:
+            unlearned = method.unlearn(net, forget, retain, seed=job.run_seed, device=device, **context)
+        except (DivergenceError, UnlearnInputError) as err:
+            # A result, not a crash: the table shows the method failed with these hyperparameters.
+            record.update(status="failed", error=f"{type(err).__name__}: {err}",
+                          seconds=time.perf_counter() - start)
+            return record
+        record.update(status="ok", seconds=time.perf_counter() - start, stats=getattr(method, "stats_", None))
+    start = time.perf_counter()
+    metrics = _audit(unlearned, dataset, split, audit_spec, evaluation, reference, bank_root, device)
+    record["audit_seconds"] = time.perf_counter() - start
+    curves = _curves(unlearned, dataset, split, evaluation)
+    # Curves the audit returns (if any) go with the plots, not into the table.
+    for attack, values in list(metrics.items()):
+        if isinstance(values, dict) and "fpr" in values and "tpr" in values:
+            curves["roc"][attack] = {"fpr": list(values.pop("fpr")), "tpr": list(values.pop("tpr"))}
+    if job.method == "retrain":
+        metrics["gap"] = audit.avg_gap(audit.flatten(metrics), audit.flatten(metrics))
+    record.update(metrics=metrics, flat=audit.flatten(metrics), **curves)
+    return record
+
+
+def crash_record(job: RunJob, err: BaseException) -> dict[str, Any]:
+    """What the driver reports (and does not store) when a job fails unexpectedly."""
+    return {"id": job.id, **job.describe(), "status": "crashed", "error": f"{type(err).__name__}: {err}",
+            "traceback": "".join(traceback.format_exception(err))}

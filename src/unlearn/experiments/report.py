@@ -1,0 +1,191 @@
+"""`unlearn report RUN_DIR`: one self-contained HTML file from a run directory.
+
+What BENCHMARKS.md asks a benchmark to show, in one file that opens anywhere (no scripts, no
+external files; every plot is a base64-embedded PNG drawn by matplotlib):
+- the summary tables (mean ± std per method per setting, Avg. Gap to Retrain, time vs retrain);
+- true-class confidence histograms on D_R, D_F, D_T per method, beside Retrain's (for the
+  retrained model the D_F and D_T curves coincide; a method that unlearned well looks the same);
+- MIA ROC curves on log-log axes (the low-FPR region is where membership inference matters);
+- Avg. Gap vs cost (unlearning time as a fraction of retraining);
+- the protocol and the environment it ran in.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unlearn.errors import UnlearnInputError
+from unlearn.experiments.store import ResultStore
+from unlearn.experiments.summary import aggregate, fmt, present_columns
+
+PART_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(fig, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; also safe when a GUI backend is configured
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def _by_table(records) -> dict[tuple[str, str], dict[str, list]]:
+    """(forget set, setting) -> method -> successful records; Retrain's go into every setting."""
+    settings = sorted({r["setting"] for r in records if r["method"] != "retrain"}) or ["with_retain"]
+    out: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        for setting in (settings if r["method"] == "retrain" else [r["setting"]]):
+            out[(r["forget"], setting)][r["method"]].append(r)
+    return out
+
+
+def _hist_panel(ax, runs, title):
+    edges = np.asarray(runs[0]["hist_edges"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    for part, colour in PART_COLOURS.items():
+        counts = np.sum([r["hist"][part] for r in runs], axis=0).astype(float)
+        ax.step(centres, counts / max(counts.sum(), 1), where="mid", color=colour, label=f"D_{part[0].upper()}")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("true-class confidence", fontsize=8)
+    ax.set_yscale("log")
+    ax.tick_params(labelsize=7)
+
+
+def histograms(methods: dict[str, list]) -> list[str]:
+    images = []
+    for method, runs in methods.items():
+        if method == "retrain" or "retrain" not in methods:
+            continue
+        fig, axes = _figure(1, 2, figsize=(6.4, 2.4), sharey=True)
+        _hist_panel(axes[0], methods["retrain"], "Retrain")
+        _hist_panel(axes[1], runs, method)
+        axes[0].set_ylabel("fraction", fontsize=8)
+        axes[1].legend(fontsize=7)
+        images.append(_img(fig, f"confidence histogram {method}"))
+    return images
+
+
+def roc_curves(methods: dict[str, list]) -> list[str]:
+    attacks = sorted({a for runs in methods.values() for r in runs for a in r.get("roc", {})})
+    images = []
+    for attack in attacks:
+        fig, ax = _figure(figsize=(4.2, 3.6))
+        grid = np.logspace(-3, 0, 50)
+        ax.plot(grid, grid, color="grey", linestyle=":", label="chance")
+        for method, runs in methods.items():
+            curves = [r["roc"][attack] for r in runs if attack in r.get("roc", {})]
+            if not curves:
+                continue
+            fpr = np.asarray(curves[0]["fpr"])
+            tpr = np.mean([c["tpr"] for c in curves], axis=0)
+            style = {"color": "black", "linewidth": 2} if method == "retrain" else {}
+            ax.plot(fpr, np.maximum(tpr, 1e-4), label=method, **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_ylim(1e-3, 1.05)
+        ax.set_xlabel("false positive rate (D_T called member)", fontsize=8)
+        ax.set_ylabel("true positive rate (D_F called member)", fontsize=8)
+        ax.set_title(f"{attack} MIA, D_F vs D_T", fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+        images.append(_img(fig, f"ROC {attack}"))
+    return images
+
+
+def gap_vs_cost(rows: list[dict[str, Any]], forget: str, setting: str) -> str | None:
+    points = [r for r in rows if r["forget"] == forget and r["setting"] == setting and r["status"] == "ok"
+              and r["method"] != "retrain" and r.get("gap.avg_gap") and r.get("time_fraction")]
+    if not points:
+        return None
+    fig, ax = _figure(figsize=(4.2, 3.2))
+    for r in points:
+        x, y = r["time_fraction"][0], r["gap.avg_gap"][0]
+        ax.errorbar(x, y, yerr=r["gap.avg_gap"][1], fmt="o")
+        ax.annotate(r["method"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter("")  # a narrow log range otherwise labels every minor tick
+    ax.set_xlabel("unlearning time / retraining time", fontsize=8)
+    ax.set_ylabel("Avg. Gap to Retrain (points)", fontsize=8)
+    ax.set_title(f"gap vs cost, {forget}, {setting.replace('_', ' ')}", fontsize=9)
+    return _img(fig, "gap vs cost")
+
+
+def _table_html(rows, columns) -> str:
+    head = "<th>method</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+    body = []
+    for r in rows:
+        if r["status"] == "ok":
+            cells = "".join(f"<td>{fmt(r[k])}</td>" for k, _ in columns)
+        else:
+            cells = f'<td colspan="{len(columns)}">{html.escape(r["status"])}: {html.escape(r["note"])}</td>'
+        body.append(f"<tr><td>{html.escape(r['method'])}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #bbb;padding:2px 6px;text-align:right;font-size:13px}td:first-child{text-align:left}
+img{margin:4px;vertical-align:top}pre{background:#f4f4f4;padding:.5em;font-size:12px;overflow:auto}"""
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write `run_dir/report.html` (or `out`) and return its path."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "runs").is_dir():
+        raise UnlearnInputError(f"{run_dir} is not a run directory (no runs/ folder); run `unlearn bench` first")
+    records = list(ResultStore(run_dir).records())
+    if not records:
+        raise UnlearnInputError(f"{run_dir}: the run has no finished jobs yet")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    env = json.loads((run_dir / "environment.json").read_text()) if (run_dir / "environment.json").is_file() else {}
+    rows = aggregate(records, list((config or {}).get("methods") or []))
+    columns = present_columns(rows)
+    tables = _by_table(records)
+    parts = [f"<h1>unlearn benchmark: {html.escape(str(config.get('name', run_dir.name)))}</h1>",
+             f"<p>{len(records)} job records from <code>{html.escape(str(run_dir))}</code>; "
+             f"dataset {html.escape(str(config.get('dataset', '?')))}, model "
+             f"{html.escape(str((config.get('model') or {}).get('arch', '?')))}. All figures in percent; "
+             f"mean ± std over seeds.</p>"]
+    for forget, setting in dict.fromkeys((r["forget"], r["setting"]) for r in rows):
+        part = [r for r in rows if r["forget"] == forget and r["setting"] == setting]
+        title = f"{forget}, {setting.replace('_', ' ')}"
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(_table_html(part, columns))
+        methods = tables.get((forget, setting), {})
+        scatter = gap_vs_cost(part, forget, setting)
+        parts.append("<h3>MIA ROC curves (log-log) and gap vs cost</h3><div>"
+                     + "".join(roc_curves(methods)) + (scatter or "") + "</div>")
+        parts.append("<h3>True-class confidence: each method beside Retrain</h3><div>"
+                     + "".join(histograms(methods)) + "</div>")
+    parts.append("<h2>Protocol</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>")
+    parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(env, indent=1)) + "</pre>")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>unlearn report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    out = Path(out) if out is not None else run_dir / "report.html"
+    out.write_text(page)
+    return out

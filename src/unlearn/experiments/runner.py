@@ -1,0 +1,168 @@
+"""The bench driver: train what the bank lacks, run what the results store lacks, summarise.
+
+The driver owns the model bank and the results store; executors (local or Ray) only receive job
+specs and return weights or records. The run directory holds:
+    config.yaml       the protocol as validated
+    environment.json  versions, host, backend, start time
+    runs/<id>.json    one record per job (metrics, timings, histograms, ROC points)
+    summary.md/.csv   mean ± std per method per setting over seeds
+Re-running the same protocol into the same directory trains nothing the bank holds and re-runs
+no job whose record exists, so an interrupted bench resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn.bank import ModelBank
+from unlearn.experiments.config import Config
+from unlearn.experiments.executors import make_executor
+from unlearn.experiments.jobs import Plan, crash_record, model_payload, resolve, run_job, train_job
+from unlearn.experiments.store import ResultStore
+from unlearn.experiments.summary import write_summary
+
+
+@dataclass
+class BenchResult:
+    run_dir: Path
+    plan: Plan
+    records: list[dict[str, Any]]
+    trained: int = 0        # models trained into the bank by this bench
+    executed: int = 0       # jobs run by this bench (the rest came from the results store)
+    crashed: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def environment(backend: str) -> dict[str, Any]:
+    import numpy
+    import sklearn
+    import torch
+
+    import unlearn
+
+    return {"unlearn": unlearn.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "host": socket.gethostname(),
+            "platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(), "backend": backend, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _progress(enabled: bool | None):
+    from unlearn.training import progress_bar
+
+    return progress_bar(enabled)
+
+
+def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
+              bank: ModelBank | None = None, progress: bool | None = None, log=print) -> BenchResult:
+    """Run a protocol into `run_dir` (resuming what is there) and write its summary."""
+    from unlearn import data
+
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (run_dir / "environment.json").write_text(json.dumps(environment(backend), indent=1))
+    bank = bank or ModelBank()
+    store = ResultStore(run_dir)
+    dataset = data.load(config.dataset, root=config.data_root)
+    plan = resolve(config, dataset)
+    executor = make_executor(backend, address)
+    result = BenchResult(run_dir, plan, [])
+    try:
+        originals, retrains = _train_stage(plan, bank, executor, result, progress, log)
+        oracle = _run_stage(plan.oracle, plan, retrains, retrains, None, bank, store, executor, result,
+                            progress, "auditing retrained models")
+        references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
+        _run_stage(plan.runs, plan, originals, retrains, references, bank, store, executor, result, progress,
+                   "unlearning and auditing")
+    finally:
+        executor.close()
+    for job in plan.not_applicable:
+        result.records.append({"id": job.id, **job.describe(), "status": "n/a",
+                               "error": f"{job.method} needs the retain set"})
+    result.records = [r for r in store.records() if r["id"] in _ids(plan)] + \
+        [r for r in result.records if r["status"] == "n/a"]
+    result.seconds = time.perf_counter() - start
+    write_summary(result.records, run_dir, config)
+    return result
+
+
+def _ids(plan: Plan) -> set[str]:
+    return {j.id for j in plan.oracle + plan.runs}
+
+
+def _train_stage(plan: Plan, bank: ModelBank, executor, result: BenchResult, progress, log):
+    """Originals per model seed and retrains per (forget set, model seed): in the bank, or trained now."""
+    from unlearn.training import default_arch_args, get_recipe
+
+    config, dataset = plan.config, plan.dataset
+    recipe = get_recipe(config.recipe)
+    arch, arch_args = config.model.arch, default_arch_args(dataset.name, config.model.arch, config.model.args)
+    wanted = {("original", None, seed): None for seed in config.seeds}
+    for split_key, seed in plan.retrains():
+        wanted[("retrain", split_key, seed)] = plan.splits[split_key].retain
+    models, missing = {}, []
+    for (role, split_key, seed), indices in wanted.items():
+        idx = indices if indices is not None else range(len(dataset.train))
+        key = bank.key(dataset, arch, idx, recipe, seed, arch_args)
+        if bank.lookup(key) is None:
+            missing.append(((role, split_key, seed), key, idx))
+    jobs = [{"dataset_name": config.dataset, "data_root": config.data_root, "arch": arch, "arch_args": arch_args,
+             "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
+             "name": f"{role} seed {seed}"} for (role, _, seed), _, idx in missing]
+    with _progress(progress) as bar:
+        task = bar.add_task("training models for the bank", total=len(jobs))
+        for index, out in executor.map(train_job, jobs):
+            if isinstance(out, BaseException):
+                raise out
+            from unlearn.experiments.jobs import model_from_payload
+
+            _, key, _ = missing[index]
+            bank.put(key, model_from_payload(out["model"]), out["seconds"])
+            result.trained += 1
+            bar.advance(task)
+    for (role, split_key, seed), indices in wanted.items():
+        model, seconds = bank.get_with_time(dataset, arch, indices, recipe, seed, arch_args=arch_args)
+        models[(role, split_key, seed)] = (executor.share(model_payload(model)), seconds)
+    originals = {seed: models[("original", None, seed)] for seed in config.seeds}
+    retrains = {(split_key, seed): models[("retrain", split_key, seed)] for split_key, seed in plan.retrains()}
+    return originals, retrains
+
+
+def _run_stage(jobs, plan: Plan, models, retrains, references, bank: ModelBank, store: ResultStore, executor,
+               result: BenchResult, progress, title: str) -> list[dict[str, Any]]:
+    done = [store.get(j.id) for j in jobs if j.id in store]
+    todo = [j for j in jobs if j.id not in store]
+    audit_spec = plan.config.audit.model_dump()
+    kwargs = []
+    for job in todo:
+        oracle = job.method == "retrain"
+        payload = models[(job.split_key, job.model_seed)][0] if oracle else models[job.model_seed][0]
+        kwargs.append({
+            "job": job, "dataset_name": plan.config.dataset, "data_root": plan.config.data_root,
+            "split": plan.splits[job.split_key], "validation": plan.validation, "evaluation": plan.evaluation,
+            "model": payload, "audit_spec": audit_spec,
+            "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],
+            "retrain_seconds": retrains[(job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
+            "device": plan.config.device})
+    with _progress(progress) as bar:
+        task = bar.add_task(title, total=len(todo))
+        for index, out in executor.map(run_job, kwargs):
+            if isinstance(out, BaseException):
+                result.crashed.append(crash_record(todo[index], out))
+            else:
+                store.put(out)
+                done.append(out)
+                result.executed += 1
+            bar.advance(task)
+    return done

@@ -1,0 +1,62 @@
+"""The results store of a run directory: one JSON file per finished job, for resuming.
+
+A job's record is written to a temporary file and renamed into place, so a bench killed at any
+moment leaves only whole records; re-running the bench skips every job whose record exists and
+runs the rest. Job ids hash everything the result depends on, so a changed config never reuses a
+stale record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class ResultStore:
+    """Per-job JSON records under `run_dir/runs/`."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir) / "runs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.json"
+
+    def __contains__(self, job_id: str) -> bool:
+        return self.path(job_id).is_file()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        path = self.path(job_id)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, record: dict[str, Any]) -> Path:
+        path = self.path(record["id"])
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, indent=1, sort_keys=True, default=_jsonable)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.dir.glob("*.json")):
+            yield json.loads(path.read_text())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.dir.glob("*.json"))
+
+
+def _jsonable(value):
+    """numpy / torch scalars and arrays, which method statistics may hold."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
