@@ -1,0 +1,205 @@
+"""SG: Stackelberg-game unlearning against a differentiable MIA auditor.
+
+Di, Yu, Ye, Kantarcioglu, Wang, Lu, "Adversarial Machine Unlearning", ICLR 2025 (METHODS.md, SG).
+The unlearner (leader) minimises
+
+    C_u(θ_u) = L(D_R; θ_u) + α · U_a(θ_a*(θ_u)),
+
+where the auditor (follower, `sg_auditor`) is re-fitted to the current model's outputs on D_F
+(members) and on known non-members (the validation half of the test split, passed as `holdout`),
+and U_a is its held-out utility, differentiated through its optimum θ_a* by implicit
+differentiation. Each epoch: one SGD pass of the base objective (FT: cross-entropy on D_R; RL:
+D_R plus D_F with random wrong labels, `methods.shared`), then one step on α·U_a accumulated
+over all forget / non-member samples; the checkpoint kept is the epoch with the highest
+(validation accuracy − MIA accuracy).
+
+    sg = unlearn.methods.get("sg", alpha=1.0, epochs=30)
+    new = sg.unlearn(model, forget, retain, holdout=dataset.test.subset(validation_indices))
+
+Defects of the public code avoided here (METHODS.md): the model is in eval mode (BatchNorm uses
+running statistics, dropout off) while the auditor's batches are scored; the auditor carries a
+ridge term (`l2`); the attacker step has its own SGD optimiser and momentum buffer; the cosine
+schedule runs once over all epochs, set per epoch and never restarted.
+Deviations: the default auditor is the squared-hinge SVM solved in torch (`auditor="svm"` is the
+paper's hinge SVM through cvxpylayers, an optional extra) for the reasons in `sg_auditor`; the
+attacker step's learning rate follows the same cosine schedule as the base step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from unlearn.data import ArrayDataset, as_float
+from unlearn.errors import UnlearnInputError
+from unlearn.methods.base import Method, register
+from unlearn.methods.sg_auditor import AUDITORS, FEATURES, audit, audit_tasks, auditor_features, feature_scale
+from unlearn.methods.shared import finetune_recipe, num_classes_of, random_wrong_labels
+from unlearn.models import accuracy, logits
+from unlearn.training import Source, fit, make_optimizer
+
+
+def is_class_forgetting(forget: ArrayDataset, retain: ArrayDataset | None) -> bool:
+    """True when no retained sample shares a class with the forget set (whole classes are forgotten)."""
+    if retain is None or len(retain) == 0:
+        return False
+    return not bool(np.isin(forget.y.numpy(), retain.y.numpy()).any())
+
+
+@register
+class SG(Method):
+    """Stackelberg-game unlearning (Di et al., ICLR 2025).
+
+    Parameters
+    ----------
+    alpha : weight of the auditor's utility; 0 switches the auditor off (paper grid
+        {0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5}).
+    base : "ft" (cross-entropy on D_R) or "rl" (D_R plus D_F with random wrong labels).
+    lr, epochs, batch_size, momentum, weight_decay : the base step's SGD (paper: 0.01, 30, 128,
+        0.9, 5e-4), with a cosine schedule over the epochs.
+    attack_lr : learning rate of the attacker step (default: `lr`), on its own SGD optimiser.
+    auditor : "sqhinge" or "logistic" (torch, exact implicit gradient), or "svm" (cvxpylayers).
+    features : "logits+loss" (paper) or "loss".
+    l2 : the auditor's ridge term.
+    n_splits, train_fraction : auditor fits per group, and the share of rows each is fitted on
+        (paper: 3 splits of 70/30).
+    grouping : "per-class" (one auditor per class, the paper's choice for random forgetting),
+        "single" (one auditor; class forgetting) or "auto" (single when D_F holds whole classes).
+
+    Context: `holdout`, an `ArrayDataset` of known non-members (the validation half of the test
+    split, `unlearn.data.split_holdout`); SG refuses to run without it. After `unlearn`,
+    `stats_` holds the per-epoch history and the selected epoch.
+    """
+
+    name = "sg"
+    requires_retain = True
+
+    def __init__(self, alpha: float = 1.0, base: str = "ft", lr: float = 0.01, epochs: int = 30,
+                 batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 attack_lr: float | None = None, auditor: str = "sqhinge", features: str = "logits+loss",
+                 l2: float = 1e-2, n_splits: int = 3, train_fraction: float = 0.7, grouping: str = "auto"):
+        self.alpha = alpha
+        self.base = base
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.attack_lr = attack_lr
+        self.auditor = auditor
+        self.features = features
+        self.l2 = l2
+        self.n_splits = n_splits
+        self.train_fraction = train_fraction
+        self.grouping = grouping
+
+    def _check(self) -> None:
+        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise UnlearnInputError(f"sg: alpha must be a finite number >= 0, got {self.alpha!r}")
+        if self.base not in ("ft", "rl"):
+            raise UnlearnInputError(f"sg: base must be 'ft' or 'rl', got {self.base!r}")
+        for key in ("lr", "l2"):
+            if not getattr(self, key) > 0:
+                raise UnlearnInputError(f"sg: {key} must be positive, got {getattr(self, key)!r}")
+        if self.attack_lr is not None and not self.attack_lr > 0:
+            raise UnlearnInputError(f"sg: attack_lr must be positive, got {self.attack_lr!r}")
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            raise UnlearnInputError(f"sg: epochs must be a positive integer, got {self.epochs!r}")
+        if self.auditor not in AUDITORS:
+            raise UnlearnInputError(f"sg: auditor must be one of {AUDITORS}, got {self.auditor!r}")
+        if self.features not in FEATURES:
+            raise UnlearnInputError(f"sg: features must be one of {FEATURES}, got {self.features!r}")
+        if self.grouping not in ("auto", "per-class", "single"):
+            raise UnlearnInputError(f"sg: grouping must be 'auto', 'per-class' or 'single', got {self.grouping!r}")
+
+    def _unlearn(self, model: nn.Module, forget: ArrayDataset, retain: ArrayDataset | None, *,
+                 seed: int, device: torch.device, holdout: ArrayDataset | None = None, **context) -> nn.Module:
+        self._check()
+        if holdout is None or not isinstance(holdout, ArrayDataset) or len(holdout) == 0:
+            raise UnlearnInputError(
+                "sg needs `holdout`: known non-members, the validation half of the test split "
+                "(unlearn.data.split_holdout); it refuses to run without them"
+            )
+        if tuple(holdout.x.shape[1:]) != tuple(forget.x.shape[1:]):
+            raise UnlearnInputError(f"sg: holdout inputs have shape {tuple(holdout.x.shape[1:])}, "
+                                    f"the forget set {tuple(forget.x.shape[1:])}")
+        per_class = {"per-class": True, "single": False}.get(self.grouping, not is_class_forgetting(forget, retain))
+        tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=per_class, n_splits=self.n_splits,
+                            train_fraction=self.train_fraction, seed=seed)
+        sources = [Source(retain)]
+        if self.base == "rl":
+            sources.append(Source(forget, relabel=random_wrong_labels(num_classes_of(model))))
+        recipe = finetune_recipe(self.lr, 1, self.batch_size, self.momentum, self.weight_decay)
+        base_optimizer = make_optimizer(model.parameters(), recipe)
+        # Its own optimiser: the attacker step must not share momentum with the base step.
+        attack_optimizer = torch.optim.SGD(model.parameters(), lr=self.attack_lr or self.lr, momentum=self.momentum)
+        # The auditors' feature scaling is fixed once, from the original model's outputs.
+        scale = feature_scale(*self._features(model, forget, holdout, device), tasks)
+        epoch_seeds = torch.randint(2**31 - 1, (self.epochs,), generator=torch.Generator().manual_seed(seed))
+
+        history, best_score, best_state = [], -math.inf, None
+        for epoch in range(self.epochs):
+            # Cosine over the whole run, set here once per epoch: `fit` keeps a constant rate within it.
+            factor = 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
+            for group in base_optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = self.lr * factor
+            fit(model, sources, recipe, seed=int(epoch_seeds[epoch]), device=device, optimizer=base_optimizer,
+                name=f"sg epoch {epoch + 1}", progress=False)
+            utility = float("nan")
+            if self.alpha > 0:
+                for group in attack_optimizer.param_groups:
+                    group["lr"] = (self.attack_lr or self.lr) * factor
+                utility = self._attack_step(model, forget, holdout, tasks, scale, attack_optimizer, device)
+            validation_accuracy = accuracy(model, holdout, device=device)
+            mia_accuracy = self._audit(model, forget, holdout, tasks, scale, device).accuracy
+            score = validation_accuracy - mia_accuracy
+            history.append({"epoch": epoch + 1, "lr": self.lr * factor, "validation_accuracy": validation_accuracy,
+                            "mia_accuracy": mia_accuracy, "utility": utility, "score": score})
+            if score > best_score:
+                best_score, best_state = score, copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        selected = max(history, key=lambda h: h["score"])
+        self.stats_ = {"selected_epoch": selected["epoch"], "validation_accuracy": selected["validation_accuracy"],
+                       "mia_accuracy": selected["mia_accuracy"], "n_auditors": len(tasks),
+                       "per_class_auditors": per_class, "history": history}
+        return model
+
+    def _features(self, model: nn.Module, forget: ArrayDataset, holdout: ArrayDataset, device):
+        """Auditor features of D_F and of the holdout, in eval mode, without a graph."""
+        return (auditor_features(logits(model, forget, device=device), forget.y, self.features),
+                auditor_features(logits(model, holdout, device=device), holdout.y, self.features))
+
+    def _audit(self, model: nn.Module, forget: ArrayDataset, holdout: ArrayDataset, tasks, scale, device):
+        with torch.no_grad():
+            return audit(*self._features(model, forget, holdout, device), tasks, kind=self.auditor, l2=self.l2,
+                         scale=scale)
+
+    def _attack_step(self, model: nn.Module, forget: ArrayDataset, holdout: ArrayDataset, tasks, scale,
+                     optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int = 512) -> float:
+        """One step on α·U_a: dU_a/dfeatures through the auditor's optimum, then into the weights.
+
+        The auditor needs every row's features at once, the model's graph need not: first the
+        features (no graph) and dU_a/dS; then, batch by batch, the features again with a graph and
+        backward of ⟨S_batch, dU_a/dS_batch⟩, which accumulates exactly ∂(α·U_a)/∂θ_u.
+        """
+        model.eval()  # score the auditor's batches with BatchNorm's running statistics (see module notes)
+        member, nonmember = self._features(model, forget, holdout, device)
+        member.requires_grad_(True)
+        nonmember.requires_grad_(True)
+        outcome = audit(member, nonmember, tasks, kind=self.auditor, l2=self.l2, scale=scale)
+        grads = torch.autograd.grad(self.alpha * outcome.utility, [member, nonmember])
+        optimizer.zero_grad(set_to_none=True)
+        for data, grad in ((forget, grads[0]), (holdout, grads[1])):
+            used = torch.nonzero(grad.abs().sum(1) > 0).squeeze(1)  # rows outside every auditor get no gradient
+            for start in range(0, len(used), batch_size):
+                rows = used[start:start + batch_size]
+                out = model(as_float(data.x[rows].to(device)))
+                feats = auditor_features(out, data.y[rows].to(device), self.features)
+                (feats * grad[rows].to(device=device, dtype=feats.dtype)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(outcome.utility.detach())
