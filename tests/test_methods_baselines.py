@@ -116,3 +116,89 @@ def test_cli_forget_refuses_bad_requests_with_exit_2(tmp_path, digits_split, dig
     code, text = _cli(base + ["--method", "ga", "--set", "lr=1.0e+8"], capsys)
     assert code == 2 and "ga: loss became" in text
     assert not (tmp_path / "o.st").exists()
+
+
+WITHOUT_RETAIN = ["rl", "ga", "neggrad+", "bs", "salun", "scrub"]
+
+
+@pytest.mark.parametrize("name", WITHOUT_RETAIN)
+def test_methods_that_allow_it_run_without_the_retain_set(name, digits_original, sets):
+    forget, _ = sets
+    before = weights(digits_original)
+    new = methods.get(name).unlearn(digits_original, forget, None, seed=2)
+    assert same_weights(weights(digits_original), before)
+    assert not same_weights(weights(new), before)
+    assert all(torch.isfinite(v).all() for v in new.state_dict().values())
+
+
+def test_salun_leaves_unmasked_weights_bit_identical_under_momentum_and_weight_decay(digits_original, sets):
+    from unlearn.methods.shared import saliency_mask
+
+    forget, retain = sets
+    method = methods.get("salun", ratio=0.3, lr=0.05, epochs=3)
+    new = method.unlearn(digits_original, forget, retain, seed=3)
+    mask = saliency_mask(digits_original, forget, 0.3)
+    old, updated = dict(digits_original.named_parameters()), dict(new.named_parameters())
+    changed = 0
+    for name, keep in mask.items():
+        assert torch.equal(updated[name][~keep], old[name][~keep]), name  # weight decay + momentum did not leak
+        changed += int((updated[name][keep] != old[name][keep]).sum())
+    assert changed > 0.5 * sum(int(k.sum()) for k in mask.values())
+    assert abs(method.stats_["mask_ratio"] - 0.3) < 0.01
+
+
+def test_neggrad_plus_with_beta_zero_is_gradient_ascent(digits_original, sets):
+    forget, _ = sets
+    ga = methods.get("ga", lr=0.05, epochs=2).unlearn(digits_original, forget, None, seed=4)
+    neg = methods.get("neggrad+", beta=0.0, lr=0.05, epochs=2, batch_size=128).unlearn(digits_original, forget, None,
+                                                                                    seed=4)
+    assert same_weights(weights(ga), weights(neg))
+
+
+def test_neggrad_plus_keeps_the_model_where_ga_collapses(digits, digits_original, sets):
+    forget, retain = sets
+    neg = methods.get("neggrad+", beta=0.9, lr=0.05, epochs=3).unlearn(digits_original, forget, retain, seed=5)
+    assert models.accuracy(neg, digits.test) > models.accuracy(digits_original, digits.test) - 5
+    with pytest.raises(UnlearnInputError, match="beta"):
+        methods.get("neggrad+", beta=1.5).unlearn(digits_original, forget, retain)
+
+
+def test_l1_sparse_is_ft_plus_a_shrinking_penalty(digits_original, sets):
+    forget, retain = sets
+    ft = methods.get("ft", lr=0.02, epochs=3).unlearn(digits_original, forget, retain, seed=6)
+    zero = methods.get("l1-sparse", gamma=0.0, lr=0.02, epochs=3).unlearn(digits_original, forget, retain, seed=6)
+    sparse = methods.get("l1-sparse", gamma=5e-3, lr=0.02, epochs=3).unlearn(digits_original, forget, retain, seed=6)
+
+    def l1(m):
+        return sum(float(p.detach().abs().sum()) for p in m.parameters())
+
+    assert same_weights(weights(ft), weights(zero))
+    assert l1(sparse) < l1(ft)
+
+
+def test_bs_relabels_forget_samples_with_their_fgsm_neighbour(digits_original, sets):
+    from unlearn.attacks import fgsm
+
+    forget, _ = sets
+    method = methods.get("bs", lr=0.01, epochs=10)
+    new = method.unlearn(digits_original, forget, None, seed=7)
+    neighbour = fgsm(digits_original, forget.x, forget.y, 0.1).y_adv
+    moved = neighbour != forget.y
+    assert method.stats_["n_moved"] == int(moved.sum()) > 0
+    agree_before = (models.logits(digits_original, forget).argmax(1) == neighbour)[moved].float().mean()
+    agree_after = (models.logits(new, forget).argmax(1) == neighbour)[moved].float().mean()
+    assert agree_after > agree_before + 0.2
+
+
+def test_scrub_distillation_known_answers_and_behaviour(digits, digits_original, sets):
+    from unlearn.methods.distill import kl_to_teacher
+
+    logits = torch.randn(16, 10, generator=torch.Generator().manual_seed(0))
+    assert float(kl_to_teacher(logits, logits, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kl_to_teacher(logits, logits.flip(1), 4.0)) > 0
+    forget, retain = sets
+    new = methods.get("scrub").unlearn(digits_original, forget, retain, seed=8)
+    assert abs(models.accuracy(new, digits.test) - models.accuracy(digits_original, digits.test)) < 3.0
+    pushed = methods.get("scrub", lr=0.05).unlearn(digits_original, forget, None, seed=8)
+    teacher_f = models.logits(digits_original, forget)
+    assert float(kl_to_teacher(models.logits(pushed, forget), teacher_f, 4.0)) > 1e-3
