@@ -17,6 +17,7 @@ from unlearn.cli import train as _train  # noqa: E402,F401  isort: skip
 from unlearn.cli import demo as _demo  # noqa: E402,F401  isort: skip
 from unlearn.cli import forget as _forget  # noqa: E402,F401  isort: skip
 from unlearn.cli import bench as _bench  # noqa: E402,F401  isort: skip
+from unlearn.cli import report as _report  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

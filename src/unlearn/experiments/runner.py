@@ -72,7 +72,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     (run_dir / "environment.json").write_text(json.dumps(environment(backend), indent=1))
-    bank = bank or ModelBank()
+    bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
     dataset = data.load(config.dataset, root=config.data_root)
     plan = resolve(config, dataset)

@@ -1,0 +1,241 @@
+"""Benchmark protocols, the bench driver, resume, summaries and the report, on digits.
+
+The bench tests use a tiny protocol (8-epoch MLPs, one-epoch methods, accuracy + loss MIA) so
+they run in seconds; the models they train are real and so are the audits' figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearn.errors import UnlearnInputError
+from unlearn.experiments import parse_config
+from unlearn.experiments.summary import aggregate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY_RECIPE = {"lr": 0.05, "epochs": 8, "batch_size": 64, "schedule": "onecycle", "weight_decay": 0.0}
+
+
+def tiny_protocol(methods: dict | None = None, seeds=(0,), attacks=("acc", "loss")) -> dict:
+    return {
+        "name": "tiny", "dataset": "digits", "model": {"arch": "mlp", "args": {"hidden": [64]}},
+        "recipe": dict(TINY_RECIPE), "seeds": list(seeds),
+        "forget": [{"name": "r10", "kind": "random", "fraction": 0.1, "seeds": [0]}],
+        "settings": ["with_retain", "without_retain"],
+        "methods": methods if methods is not None else {"ft": {"lr": 0.01, "epochs": 1}, "ga": {"epochs": 1}},
+        "audit": {"attacks": list(attacks), "n_reference": 2},
+    }
+
+
+def as_yaml(raw: dict) -> str:
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def audit_layer():
+    from unlearn import audit
+
+    if not hasattr(audit, "evaluate"):
+        pytest.skip("unlearn.audit.evaluate has not landed yet; the bench audits through it")
+    return audit
+
+
+# ---- configs ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = parse_config(path.read_text(), str(path))
+    assert config.methods and config.forget
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i + 1 for i, line in enumerate(text.splitlines()) if needle in line)
+
+
+@pytest.mark.parametrize("edit, key, needle", [
+    (lambda r: r["methods"].update({"no-such-method": {}}), "methods.no-such-method", "no-such-method"),
+    (lambda r: r["audit"].update({"n_refs": 3}), "audit.n_refs", "n_refs"),
+    (lambda r: r.update({"seeds": ["zero"]}), "seeds.0", "zero"),
+    (lambda r: r["forget"][0].update({"fraction": 1.5}), "forget.0.fraction", "fraction"),
+    (lambda r: r["forget"][0].update({"fraction": 0.0}), "forget.0.fraction", "fraction"),
+    (lambda r: r["methods"]["ft"].update({"lrate": 0.1}), "methods.ft", "ft:"),
+    (lambda r: r.update({"settings": ["with_retain", "sometimes"]}), "settings.1", "sometimes"),
+    (lambda r: r["audit"].update({"attacks": ["acc", "telepathy"]}), "audit.attacks", "attacks"),
+])
+def test_malformed_config_is_refused_naming_key_and_line(edit, key, needle):
+    raw = tiny_protocol()
+    edit(raw)
+    text = as_yaml(raw)
+    with pytest.raises(UnlearnInputError) as err:
+        parse_config(text, "p.yaml")
+    message = str(err.value)
+    assert key in message
+    assert re.match(rf"p\.yaml:{_line_of(text, needle)}:", message), message
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-5, max_value=5))
+def test_forget_fraction_accepted_exactly_inside_unit_interval(fraction):
+    raw = tiny_protocol()
+    raw["forget"][0]["fraction"] = fraction
+    if 0 < fraction < 1:
+        assert parse_config(as_yaml(raw)).forget[0].fraction == fraction
+    else:
+        with pytest.raises(UnlearnInputError, match="forget.0.fraction"):
+            parse_config(as_yaml(raw))
+
+
+def test_demo_protocol_names_every_registered_method():
+    from unlearn import methods
+    from unlearn.cli.demo import demo_protocol
+
+    config = parse_config(as_yaml(demo_protocol()))
+    assert list(config.methods) == methods.available()
+    assert set(config.settings) == {"with_retain", "without_retain"}
+    assert {"acc", "mis", "loss", "rmia"} <= set(config.audit.attacks)
+
+
+# ---- jobs and summaries ----------------------------------------------------------------------
+
+def test_resolve_expands_every_combination_and_marks_retain_only_methods(digits):
+    from unlearn import methods
+    from unlearn.experiments.jobs import resolve
+
+    raw = tiny_protocol(seeds=(0, 1))
+    raw["forget"][0]["seeds"] = [0, 1, 2]
+    plan = resolve(parse_config(as_yaml(raw)), digits)
+    assert len(plan.oracle) == 3 * 2
+    # ft needs D_R: its runs without D_R are explicit n/a, never silently dropped.
+    assert methods.get_class("ft").requires_retain
+    assert len(plan.runs) + len(plan.not_applicable) == 3 * 2 * 2 * 2
+    assert {(j.method, j.setting) for j in plan.not_applicable} == {("ft", "without_retain")}
+    assert len({j.id for j in plan.oracle + plan.runs + plan.not_applicable}) == 3 * 2 * (1 + 4)
+    # the evaluation half of the test split never reaches a method
+    assert not set(plan.validation) & set(plan.evaluation)
+
+
+def test_changed_hyperparameter_changes_job_id(digits):
+    from unlearn.experiments.jobs import resolve
+
+    a = resolve(parse_config(as_yaml(tiny_protocol())), digits)
+    b = resolve(parse_config(as_yaml(tiny_protocol({"ft": {"lr": 0.02, "epochs": 1}, "ga": {"epochs": 1}}))), digits)
+    ids_a = {j.method: j.id for j in a.runs if j.setting == "with_retain"}
+    ids_b = {j.method: j.id for j in b.runs if j.setting == "with_retain"}
+    assert ids_a["ft"] != ids_b["ft"] and ids_a["ga"] == ids_b["ga"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=1, max_size=6))
+def test_summary_is_mean_and_sample_std_over_runs(values):
+    import numpy as np
+
+    records = [{"method": "ft", "setting": "with_retain", "forget": "r10", "status": "ok", "seconds": 1.0,
+                "retrain_seconds": 4.0, "flat": {"acc.forget": v}} for v in values]
+    (row,) = aggregate(records)
+    mean, std = row["acc.forget"]
+    assert math.isclose(mean, float(np.mean(values)), rel_tol=1e-9, abs_tol=1e-9)
+    expected_std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    assert math.isclose(std, expected_std, rel_tol=1e-9, abs_tol=1e-9)
+    assert row["time_fraction"][0] == pytest.approx(0.25)
+
+
+# ---- the bench -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(audit_layer, tmp_path_factory, bank):
+    from unlearn.experiments import run_bench
+
+    run_dir = tmp_path_factory.mktemp("bench") / "tiny"
+    config = parse_config(as_yaml(tiny_protocol()))
+    first = run_bench(config, run_dir, bank=bank, progress=False)
+    return config, run_dir, first
+
+
+def test_bench_writes_run_directory(tiny_run):
+    config, run_dir, first = tiny_run
+    assert not first.crashed
+    for name in ("config.yaml", "environment.json", "summary.md", "summary.csv"):
+        assert (run_dir / name).is_file(), name
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert {"torch", "host", "python", "backend"} <= set(env)
+    records = {r["id"]: r for r in (json.loads(p.read_text()) for p in (run_dir / "runs").glob("*.json"))}
+    assert len(records) == 1 + 3  # oracle, ft with D_R, ga with and without D_R
+    oracle = next(r for r in records.values() if r["method"] == "retrain")
+    assert oracle["flat"]["gap.avg_gap"] == 0
+    assert oracle["flat"]["acc.retain"] == pytest.approx(100.0, abs=2.0)  # a retrained model fits D_R
+    for r in records.values():
+        assert r["retrain_seconds"] > 0 and r["seconds"] >= 0
+        assert sum(r["hist"]["forget"]) == 126 and len(r["roc"]["loss"]["tpr"]) == len(r["roc"]["loss"]["fpr"])
+        if r["method"] != "retrain":  # the gap is |m - m_retrain| on the accuracies
+            assert r["flat"]["gap.acc.test"] == pytest.approx(abs(r["flat"]["acc.test"] - oracle["flat"]["acc.test"]))
+    summary = (run_dir / "summary.md").read_text()
+    assert "n/a: ft needs the retain set" in summary
+    assert summary.index("| retrain |") < summary.index("| ft |")
+
+
+def test_second_bench_trains_and_runs_nothing(tiny_run, bank):
+    from unlearn.experiments import run_bench
+
+    config, run_dir, first = tiny_run
+    before = (run_dir / "summary.csv").read_text()
+    again = run_bench(config, run_dir, bank=bank, progress=False)
+    assert again.trained == 0 and again.executed == 0
+    assert (run_dir / "summary.csv").read_text() == before
+
+
+def test_interrupted_bench_resumes_the_missing_job_identically(tiny_run, bank):
+    from unlearn.experiments import run_bench
+
+    config, run_dir, _ = tiny_run
+    # A bench killed before a job's record was renamed into place leaves no record for it.
+    victim = next(p for p in (run_dir / "runs").glob("ga-*.json"))
+    lost = json.loads(victim.read_text())
+    victim.unlink()
+    resumed = run_bench(config, run_dir, bank=bank, progress=False)
+    assert resumed.executed == 1 and resumed.trained == 0
+    redone = json.loads(victim.read_text())
+    assert redone["flat"] == lost["flat"]  # same seeds, same figures
+
+
+def test_report_is_self_contained_html(tiny_run):
+    from unlearn.experiments.report import write_report
+
+    _, run_dir, _ = tiny_run
+    page = write_report(run_dir).read_text()
+    assert page.count("<table>") == 2  # one per setting
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
+    # per setting: loss ROC, gap-vs-cost scatter, one histogram pair per method
+    assert sorted(images) == sorted(["ROC loss", "gap vs cost", "confidence histogram ft", "confidence histogram ga",
+                                     "ROC loss", "gap vs cost", "confidence histogram ga"])
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_cli_refuses_bad_config_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from unlearn.cli import app
+
+    raw = tiny_protocol()
+    raw["methods"]["no-such-method"] = None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(as_yaml(raw))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["bench", str(bad), "--out", str(out)])
+    assert isinstance(result.exception, UnlearnInputError)
+    assert "methods.no-such-method" in str(result.exception)
+    assert not out.exists()
+
+
+def test_report_of_a_non_run_directory_is_refused(tmp_path):
+    from unlearn.experiments.report import write_report
+
+    with pytest.raises(UnlearnInputError, match="not a run directory"):
+        write_report(tmp_path)
