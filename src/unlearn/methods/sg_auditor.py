@@ -245,7 +245,10 @@ def cvx_optimum(X: torch.Tensor, t: torch.Tensor, kind: str = "svm", l2: float =
     loss = cp.sum(slack) if kind == "svm" else cp.sum_squares(slack)
     problem = cp.Problem(cp.Minimize(loss / n + 0.5 * l2 * cp.sum_squares(theta)))
     layer = CvxpyLayer(problem, parameters=[features], variables=[theta])
-    (solution,) = layer(X.double())
+    # Tight SCS tolerances and diffcp's dense derivative: its default iterative (LSQR) derivative
+    # is off by a few degrees even when the solution is exact. One process: the CPU is shared.
+    solver_args = {"eps_abs": 1e-10, "eps_rel": 1e-10, "mode": "dense", "n_jobs_forward": 1, "n_jobs_backward": 1}
+    (solution,) = layer(X.double(), solver_args=solver_args)
     return solution
 
 
@@ -274,16 +277,21 @@ def feature_scale(member_features: torch.Tensor, nonmember_features: torch.Tenso
 
 def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks: list[AuditorTask], *,
           kind: str = "sqhinge", l2: float = 1e-2, tol: float = 1e-10,
-          scale: tuple[torch.Tensor, torch.Tensor] | None = None) -> AuditOutcome:
+          scale: tuple[torch.Tensor, torch.Tensor] | None = None, solver: str = "auto") -> AuditOutcome:
     """Fit every auditor task on its training rows; score it on its test rows.
 
     U_a = mean over auditors of minus the held-out loss (`kind`'s own loss). Gradients flow into
     both feature tensors: through θ* by implicit differentiation (torch auditors) or the
     cvxpylayers layer (`kind="svm"`), and directly through the held-out rows. Features are
     standardised by `scale` (default: `feature_scale` of these features, held constant).
+    `solver`: "torch", "cvxpylayers" or "auto" (cvxpylayers for "svm", torch otherwise).
     """
     if kind not in AUDITORS:
         raise UnlearnInputError(f"unknown auditor {kind!r}; use one of {AUDITORS}")
+    if solver == "auto":
+        solver = "cvxpylayers" if kind == "svm" else "torch"
+    if solver not in ("torch", "cvxpylayers"):
+        raise UnlearnInputError(f"unknown auditor solver {solver!r}; use 'torch', 'cvxpylayers' or 'auto'")
     stacked = torch.cat([member_features, nonmember_features]).double()
     mean, std = scale if scale is not None else feature_scale(member_features, nonmember_features, tasks)
     mean, std = mean.double(), std.double()
@@ -294,7 +302,7 @@ def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks
         X = torch.cat([(train - mean) / std, ones], 1)
         X_test = torch.cat([(test - mean) / std, ones[:1].expand(len(test), 1)], 1)
         t, t_test = task.targets(task.train), task.targets(task.test)
-        theta = cvx_optimum(X, t, kind, l2) if kind == "svm" else implicit_optimum(X, t, kind, l2, tol)
+        theta = cvx_optimum(X, t, kind, l2) if solver == "cvxpylayers" else implicit_optimum(X, t, kind, l2, tol)
         margins = X_test @ theta
         utilities.append(-auditor_loss(margins, t_test, kind).mean())
         correct += float(((margins.detach() > 0).double() == t_test).sum())

@@ -1,0 +1,213 @@
+"""SG and its differentiable auditor, on real digits models.
+
+The implicit gradient is checked against finite differences of the auditor's held-out utility
+(re-solving the auditor at every perturbed point) and, when the optional `svm` extra is
+installed, against cvxpylayers' gradient of the same problem.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearn import data, methods
+from unlearn.errors import UnlearnInputError
+from unlearn.methods.sg_auditor import (
+    audit,
+    audit_tasks,
+    auditor_features,
+    cvxpylayers_available,
+    feature_scale,
+    implicit_optimum,
+    solve_auditor,
+)
+from unlearn.models import logits
+
+
+@pytest.fixture(scope="module")
+def holdout(digits):
+    validation, _ = data.split_holdout(digits.test.y.numpy(), seed=0)
+    return digits.test.subset(validation)
+
+
+@pytest.fixture(scope="module")
+def forget(digits, digits_split):
+    return digits.train.subset(digits_split.forget)
+
+
+@pytest.fixture(scope="module")
+def retain(digits, digits_split):
+    return digits.train.subset(digits_split.retain)
+
+
+@pytest.fixture(scope="module")
+def features(digits_original, forget, holdout):
+    """The original model's auditor features on D_F (members) and the holdout (non-members)."""
+    return (auditor_features(logits(digits_original, forget), forget.y).double(),
+            auditor_features(logits(digits_original, holdout), holdout.y).double())
+
+
+def utility_and_gradient(member, nonmember, tasks, kind, scale, solver="auto"):
+    member, nonmember = member.clone().requires_grad_(True), nonmember.clone().requires_grad_(True)
+    utility = audit(member, nonmember, tasks, kind=kind, l2=1e-2, tol=1e-12, scale=scale, solver=solver).utility
+    return float(utility), torch.autograd.grad(utility, [member, nonmember])
+
+
+@pytest.mark.parametrize("kind", ["logistic", "sqhinge"])
+def test_implicit_gradient_matches_finite_differences(features, forget, holdout, kind):
+    member, nonmember = features
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, n_splits=2, seed=1)
+    scale = feature_scale(member, nonmember, tasks)
+    _, (grad_member, grad_nonmember) = utility_and_gradient(member, nonmember, tasks, kind, scale)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        direction_m = torch.randn(member.shape, generator=gen, dtype=torch.float64)
+        direction_n = torch.randn(nonmember.shape, generator=gen, dtype=torch.float64)
+        h = 1e-5
+        plus = audit(member + h * direction_m, nonmember + h * direction_n, tasks, kind=kind, tol=1e-12,
+                     scale=scale).utility
+        minus = audit(member - h * direction_m, nonmember - h * direction_n, tasks, kind=kind, tol=1e-12,
+                      scale=scale).utility
+        numeric = float(plus - minus) / (2 * h)
+        analytic = float((grad_member * direction_m).sum() + (grad_nonmember * direction_n).sum())
+        assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_gradient_through_the_optimum_is_not_just_the_direct_term(features, forget, holdout):
+    """The training rows influence U_a only through θ*: their gradient is the implicit term."""
+    member, nonmember = features
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, n_splits=1, seed=0)
+    _, (grad_member, _) = utility_and_gradient(member, nonmember, tasks, "logistic",
+                                               feature_scale(member, nonmember, tasks))
+    train_members = tasks[0].train[tasks[0].train < tasks[0].n_members]
+    assert grad_member[train_members].abs().sum() > 0
+    unused = np.setdiff1d(np.arange(len(member)), torch.cat([tasks[0].train, tasks[0].test]).numpy())
+    assert grad_member[torch.as_tensor(unused, dtype=torch.long)].abs().sum() == 0
+
+
+@pytest.mark.skipif(not cvxpylayers_available(),
+                    reason='cvxpylayers is not installed (optional extra: pip install "unlearn[svm]")')
+def test_torch_auditor_agrees_with_cvxpylayers(features, forget, holdout):
+    member, nonmember = features
+    # A small problem: one class's auditor (about 25 rows), one split.
+    tasks = [task for task in audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=True, n_splits=1,
+                                          seed=0) if task.group == 3]
+    scale = feature_scale(member, nonmember, tasks)
+    torch_utility, torch_grad = utility_and_gradient(member, nonmember, tasks, "sqhinge", scale)
+
+    # The same squared-hinge problem posed to cvxpylayers: same optimum, same gradient direction.
+    cvx_utility, cvx_grad = utility_and_gradient(member, nonmember, tasks, "sqhinge", scale, solver="cvxpylayers")
+    torch_flat = torch.cat([g.flatten() for g in torch_grad])
+    cvx_flat = torch.cat([g.flatten() for g in cvx_grad])
+    assert cvx_utility == pytest.approx(torch_utility, rel=1e-4)
+    assert float(torch.nn.functional.cosine_similarity(torch_flat, cvx_flat, dim=0)) > 0.999
+
+    # The paper's hinge SVM: a different loss, so only the gradient's direction is compared.
+    _, svm_grad = utility_and_gradient(member, nonmember, tasks, "svm", scale)
+    svm_flat = torch.cat([g.flatten() for g in svm_grad])
+    assert float(torch.nn.functional.cosine_similarity(torch_flat, svm_flat, dim=0)) > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(6, 40), d=st.integers(1, 6),
+       l2=st.floats(1e-3, 1.0), kind=st.sampled_from(["logistic", "sqhinge"]))
+def test_solver_reaches_the_unique_optimum(seed, n, d, l2, kind):
+    gen = torch.Generator().manual_seed(seed)
+    t = (torch.arange(n) % 2).double()
+    X = torch.cat([torch.randn(n, d, generator=gen, dtype=torch.float64) + 3 * t[:, None],
+                   torch.ones(n, 1, dtype=torch.float64)], 1)  # separable often: the ridge must cope
+    theta = solve_auditor(X, t, kind, l2, tol=1e-10)
+    theta.requires_grad_(True)
+    from unlearn.methods.sg_auditor import auditor_loss
+
+    objective = auditor_loss(X @ theta, t, kind).mean() + 0.5 * l2 * theta.dot(theta)
+    (grad,) = torch.autograd.grad(objective, theta)
+    assert grad.abs().max() < 1e-8
+    # Its value is the solver's: the implicit correction changes gradients, not values.
+    assert torch.allclose(implicit_optimum(X.requires_grad_(True), t, kind, l2).detach(), theta.detach())
+
+
+def test_audit_tasks_are_balanced_stratified_and_disjoint(forget, holdout):
+    member_labels, nonmember_labels = forget.y.numpy(), holdout.y.numpy()
+    tasks = audit_tasks(member_labels, nonmember_labels, per_class=True, n_splits=3, train_fraction=0.7, seed=0)
+    labels = np.concatenate([member_labels, nonmember_labels])
+    assert len(tasks) == 3 * len(np.unique(member_labels))
+    for task in tasks:
+        train, test = task.train.numpy(), task.test.numpy()
+        assert not set(train) & set(test)
+        rows = np.concatenate([train, test])
+        assert (labels[rows] == task.group).all()  # a per-class auditor sees its class only
+        assert (rows < task.n_members).sum() == (rows >= task.n_members).sum()  # balanced
+        for part in (train, test):  # stratified: both sides hold members and non-members
+            assert 0 < (part < task.n_members).sum() < len(part)
+        assert abs(len(train) / len(rows) - 0.7) < 0.15
+    single = audit_tasks(member_labels, nonmember_labels, per_class=False, n_splits=1, seed=0)
+    rows = torch.cat([single[0].train, single[0].test]).numpy()
+    member_rows, nonmember_rows = rows[rows < len(member_labels)], rows[rows >= len(member_labels)]
+    # Class by class, as many members as non-members.
+    assert (np.bincount(labels[member_rows], minlength=10) == np.bincount(labels[nonmember_rows], minlength=10)).all()
+
+
+def test_audit_tasks_refuse_impossible_input():
+    with pytest.raises(UnlearnInputError, match="2 forget samples and 2 held-out"):
+        audit_tasks(np.array([0, 1]), np.array([2, 2, 2]), per_class=True)
+    with pytest.raises(UnlearnInputError, match="train_fraction"):
+        audit_tasks(np.array([0, 0]), np.array([0, 0]), per_class=True, train_fraction=1.5)
+
+
+def test_attacker_step_lowers_the_auditors_utility(digits_original, forget, retain, holdout):
+    """One step on α·U_a through the re-fitted auditor must lower U_a (first order: small step)."""
+    sg = methods.get("sg", alpha=1.0, lr=1e-3, grouping="single")
+    model = __import__("copy").deepcopy(digits_original)
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=0)
+    member, nonmember = sg._features(model, forget, holdout, "cpu")
+    scale = feature_scale(member, nonmember, tasks)
+    before = sg._audit(model, forget, holdout, tasks, scale, "cpu").utility
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    sg._attack_step(model, forget, holdout, tasks, scale, optimizer, "cpu")
+    after = sg._audit(model, forget, holdout, tasks, scale, "cpu").utility
+    assert float(after) < float(before)
+
+
+def test_sg_unlearns_and_reports(digits_original, forget, retain, holdout):
+    before = {k: v.clone() for k, v in digits_original.state_dict().items()}
+    sg = methods.get("sg", alpha=1.0, epochs=3, base="rl", grouping="single")
+    new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
+    assert all(torch.equal(before[k], v) for k, v in digits_original.state_dict().items())  # input untouched
+    assert any(not torch.equal(before[k], v) for k, v in new.state_dict().items())
+    stats = json.loads(json.dumps(sg.stats_))
+    assert len(stats["history"]) == 3
+    best = max(stats["history"], key=lambda h: h["validation_accuracy"] - h["mia_accuracy"])
+    assert stats["selected_epoch"] == best["epoch"]
+    # The cosine schedule runs once over the epochs: strictly decreasing, never restarted.
+    rates = [h["lr"] for h in stats["history"]]
+    assert rates[0] == pytest.approx(0.01) and rates[0] > rates[1] > rates[2]
+    # RL base: the forget set is no longer fitted perfectly, the rest of the model still works.
+    from unlearn.models import accuracy
+
+    assert accuracy(new, holdout) > 80
+
+
+def test_sg_is_deterministic(digits_original, forget, retain, holdout):
+    runs = [methods.get("sg", alpha=0.5, epochs=2, grouping="single").unlearn(
+        digits_original, forget, retain, seed=3, holdout=holdout) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
+
+
+def test_sg_refuses_bad_input(digits_original, forget, retain, holdout):
+    sg = methods.get("sg", epochs=1)
+    with pytest.raises(UnlearnInputError, match="holdout"):
+        sg.unlearn(digits_original, forget, retain)
+    with pytest.raises(UnlearnInputError, match="retain"):
+        sg.unlearn(digits_original, forget, None, holdout=holdout)
+    for bad in ({"alpha": -1}, {"base": "ga"}, {"auditor": "tree"}, {"features": "probs"}, {"lr": 0},
+                {"grouping": "none"}, {"epochs": 0}):
+        with pytest.raises(UnlearnInputError):
+            methods.get("sg", **bad).unlearn(digits_original, forget, retain, holdout=holdout)
+    with pytest.raises(UnlearnInputError, match="no hyperparameter"):
+        methods.get("sg", gamma=1)
