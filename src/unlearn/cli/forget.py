@@ -64,7 +64,9 @@ def forget(
     seconds = time.perf_counter() - start
     record = {"method": method, "hyperparameters": chosen.get_params(), "retain_given": not no_retain,
               "n_forget": int(len(split.forget)), "seed": seed, "seconds": round(seconds, 3)}
-    if hasattr(new, "spec"):
+    if hasattr(new, "sisa"):  # SISA returns its sharded ensemble, written in its own format
+        new.sisa.save(out)
+    elif hasattr(new, "spec"):
         models.save_model(new, out, extra={"unlearning": json.dumps(record, default=str)})
     else:
         raise UnlearnInputError(f"method {method!r} returned a model that cannot be saved as one file")

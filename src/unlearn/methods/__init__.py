@@ -6,6 +6,6 @@
 from unlearn.methods.base import Method, available, get, get_class, register  # noqa: F401
 
 # Importing a method's module registers it. Each module is added here as it lands.
-from unlearn.methods import retrain, ft, rl, ga, neggrad, bs, l1_sparse, salun, scrub  # noqa: E402,F401  isort: skip  (baselines)
+from unlearn.methods import retrain, ft, rl, ga, neggrad, bs, l1_sparse, salun, scrub, sisa  # noqa: E402,F401  isort: skip  (baselines)
 from unlearn.methods import amun  # noqa: E402,F401  isort: skip  (AMUN, AMUN + SalUn)
 from unlearn.methods import sg  # noqa: E402,F401  isort: skip  (SG)
