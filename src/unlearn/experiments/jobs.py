@@ -211,6 +211,10 @@ def run_job(job: RunJob, dataset_name: str, data_root: str | None, split: Forget
     from unlearn.bank import ModelBank
 
     dataset = dataset_of(dataset_name, data_root)
+    # Arrays from Ray's object store are read-only; torch warns on indexing with them.
+    split = ForgetSplit(np.array(split.forget), np.array(split.retain))
+    validation = None if validation is None else np.array(validation)
+    evaluation = np.array(evaluation)
     record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds}
     net = model_from_payload(model, device)
     if job.method == "retrain":

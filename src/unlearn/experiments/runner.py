@@ -145,8 +145,12 @@ def _run_stage(jobs, plan: Plan, models, retrains, references, bank: ModelBank, 
     todo = [j for j in jobs if j.id not in store]
     audit_spec = plan.config.audit.model_dump()
     kwargs = []
-    for job in todo:
+    for job in list(todo):
         oracle = job.method == "retrain"
+        if not oracle and (job.forget, job.forget_seed, job.model_seed) not in references:
+            todo.remove(job)
+            result.crashed.append(crash_record(job, RuntimeError("the Retrain oracle of this job crashed")))
+            continue
         payload = models[(job.split_key, job.model_seed)][0] if oracle else models[job.model_seed][0]
         kwargs.append({
             "job": job, "dataset_name": plan.config.dataset, "data_root": plan.config.data_root,
