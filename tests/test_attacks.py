@@ -1,0 +1,156 @@
+"""Adversarial search on real models: digits (MLP from the session bank), CIFAR-10 when present."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from unlearn import models
+from unlearn.attacks import calibrate_epsilon, closest_adversarial, fgsm, pgd
+from unlearn.errors import UnlearnInputError
+
+
+@pytest.fixture(scope="module")
+def forget(digits, digits_split):
+    return digits.train.subset(digits_split.forget)
+
+
+@pytest.fixture(scope="module")
+def found(digits_original, forget):
+    x_before = forget.x.clone()
+    adv = closest_adversarial(digits_original, forget.x, forget.y)
+    assert torch.equal(forget.x, x_before)  # inputs are never modified
+    return adv
+
+
+def test_closest_l2_examples_are_adversarial_and_inside_their_ball(digits_original, forget, found):
+    assert found.success_rate >= 0.95
+    ok = found.success
+    assert (found.y_adv[ok] != forget.y[ok]).all()
+    # Evaluated again in one batch, the stored iterates still give the stored adversarial labels.
+    assert torch.equal(models.logits(digits_original, found.x_adv[ok]).argmax(1), found.y_adv[ok])
+    assert (found.distance <= found.epsilon * (1 + 1e-5)).all()
+    assert found.x_adv.min() >= 0 and found.x_adv.max() <= 1
+    torch.testing.assert_close(found.distance, (found.x_adv - forget.x).flatten(1).norm(dim=1))
+
+
+def test_radii_are_the_calibrated_start_doubled_and_start_fools_95_percent(found):
+    eps0 = found.epsilon_init
+    doublings = torch.log2(found.epsilon / eps0)
+    assert torch.allclose(doublings, doublings.round(), atol=1e-5)
+    assert ((found.epsilon - eps0).abs() < 1e-6).float().mean() >= 0.9  # most found at the first radius
+    summary = found.summary()
+    assert summary["success_rate"] == 100 * found.success_rate and summary["n"] == len(found)
+
+
+def test_calibration_returns_the_smallest_passing_radius_on_its_ladder(digits_original, forget):
+    x, y = forget.x[:100], forget.y[:100]
+    eps = calibrate_epsilon(digits_original, x, y, samples=100)
+    assert pgd(digits_original, x, y, eps).success_rate >= 0.95
+    # After three log-scale halvings of [ε/2, ε], the lower end ε·2^(-1/8) was tried and failed.
+    assert pgd(digits_original, x, y, eps * 2 ** (-1 / 8)).success_rate < 0.95
+
+
+def test_early_exit_finds_closer_examples_than_plain_pgd(digits_original, forget, found):
+    eps = 2 * found.epsilon_init
+    early = pgd(digits_original, forget.x, forget.y, eps)
+    plain = pgd(digits_original, forget.x, forget.y, eps, early_exit=False)
+    both = early.success & plain.success
+    assert both.float().mean() > 0.9
+    assert early.distance[both].median() < 0.8 * plain.distance[both].median()
+    assert early.sample_steps < 0.5 * plain.sample_steps  # samples leave the batch once fooled
+
+
+def test_search_cost_stays_within_three_pgd_passes_apart_from_calibration(found):
+    search_only = (found.sample_steps - found.calibration_steps) / (len(found) * found.steps)
+    assert search_only <= 3.0
+
+
+def test_batch_composition_does_not_change_the_result(digits_original, forget, found):
+    small = closest_adversarial(digits_original, forget.x, forget.y, epsilon=found.epsilon_init, batch_size=40)
+    assert (small.y_adv == found.y_adv).float().mean() >= 0.98
+    assert torch.allclose(small.distance, found.distance, atol=1e-4)
+
+
+def test_already_misclassified_samples_are_their_own_adversarial_example(digits_original, forget):
+    pred = models.logits(digits_original, forget.x[:20]).argmax(1)
+    wrong = (pred + 1) % 10
+    adv = pgd(digits_original, forget.x[:20], wrong, 0.5)
+    assert adv.success.all() and torch.equal(adv.y_adv, pred)
+    assert (adv.distance == 0).all() and adv.sample_steps == 20  # one forward pass each
+
+
+def test_linf_search_stays_in_its_box(digits_original, forget):
+    adv = closest_adversarial(digits_original, forget.x, forget.y, norm="linf", calibration_samples=50)
+    assert adv.success_rate >= 0.95
+    linf = (adv.x_adv - forget.x).abs().flatten(1).max(1).values
+    assert (linf <= adv.epsilon + 1e-6).all()
+    assert (adv.y_adv[adv.success] != forget.y[adv.success]).all()
+
+
+def test_fgsm_is_one_full_signed_step(digits_original, forget):
+    x, y = forget.x[:50].clone(), forget.y[:50]
+    adv = fgsm(digits_original, x, y, epsilon=0.1)
+    xg = x.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(digits_original(xg), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, xg)
+    expected = (x + 0.1 * grad.sign()).clamp(0, 1)
+    torch.testing.assert_close(adv.x_adv, expected)
+    assert torch.equal(adv.y_adv, models.logits(digits_original, expected).argmax(1))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(eps=st.floats(0.05, 3.0), start=st.integers(0, 100), norm=st.sampled_from(["l2", "linf"]))
+def test_pgd_properties_hold_for_any_radius(digits_original, forget, eps, start, norm):
+    x, y = forget.x[start:start + 20], forget.y[start:start + 20]
+    eps = eps if norm == "l2" else eps / 8  # comparable budgets: an 8x8 image's L2 ≈ 8 × L∞
+    adv = pgd(digits_original, x, y, eps, norm=norm, steps=10)
+    delta = (adv.x_adv - x).flatten(1)
+    size = delta.norm(dim=1) if norm == "l2" else delta.abs().max(1).values
+    assert (size <= eps * (1 + 1e-5) + 1e-7).all()
+    assert adv.x_adv.min() >= 0 and adv.x_adv.max() <= 1
+    assert (adv.success == (adv.y_adv != y)).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"norm": "l3"}, "unknown norm"),
+    ({"epsilon": -1.0}, "positive"),
+    ({"epsilon": math.inf}, "positive"),
+    ({"steps": 0}, "at least one step"),
+])
+def test_bad_attack_arguments_are_refused(digits_original, forget, kwargs, message):
+    kw = {"epsilon": 0.5, **kwargs}
+    with pytest.raises(UnlearnInputError, match=message):
+        pgd(digits_original, forget.x, forget.y, **kw)
+
+
+def test_mismatched_inputs_are_refused(digits_original, forget):
+    with pytest.raises(UnlearnInputError, match="expects"):
+        pgd(digits_original, forget.x.flatten(1), forget.y, 0.5)
+    with pytest.raises(UnlearnInputError, match="labels must lie"):
+        pgd(digits_original, forget.x, forget.y + 10, 0.5)
+    with pytest.raises(UnlearnInputError, match="differ in length"):
+        pgd(digits_original, forget.x, forget.y[:-1], 0.5)
+
+
+@pytest.mark.cifar
+@pytest.mark.slow
+def test_cifar10_small_cnn_closest_examples(cifar10, bank):
+    # A small CNN on 2,000 training images for 3 epochs: enough to be a real CIFAR-10 classifier
+    # (well above chance) while training in seconds; the adversarial search is what is tested.
+    subset = np.sort(np.random.default_rng(0).permutation(len(cifar10.train))[:2000])
+    recipe = {"lr": 0.05, "epochs": 3, "batch_size": 128, "schedule": "onecycle", "weight_decay": 5e-4}
+    model = bank.get(cifar10, "cnn", subset, recipe=recipe, seed=0, arch_args={"width": 8}, progress=False)
+    sample = cifar10.train.subset(subset[:150])
+    right = models.logits(model, sample).argmax(1) == sample.y
+    sample = sample.subset(torch.nonzero(right).flatten()[:100].numpy())
+    adv = closest_adversarial(model, sample.x, sample.y, calibration_samples=50)
+    assert adv.success_rate >= 0.95
+    ok = adv.success
+    assert (adv.y_adv[ok] != sample.y[ok]).all()
+    assert (adv.distance <= adv.epsilon * (1 + 1e-5)).all()
