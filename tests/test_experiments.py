@@ -239,3 +239,30 @@ def test_report_of_a_non_run_directory_is_refused(tmp_path):
 
     with pytest.raises(UnlearnInputError, match="not a run directory"):
         write_report(tmp_path)
+
+
+# ---- tuning ----------------------------------------------------------------------------------
+
+def test_tune_finds_the_best_of_its_trials_and_writes_a_loadable_fragment(audit_layer, tmp_path, bank):
+    from unlearn.experiments.tune import tune
+
+    raw = tiny_protocol()
+    raw["tune"] = {"trials": 4, "forget_seed": 7, "space": {"ft": {"lr": [0.5, 0.01, 0.001]}}}
+    config = parse_config(as_yaml(raw))
+    result = tune(config, "ft", tmp_path / "tune", bank=bank, progress=False)
+    gaps = [t["avg_gap"] for t in result.trials if t["status"] == "ok"]
+    assert result.best_gap == min(gaps)
+    assert result.best_params["lr"] in (0.5, 0.01, 0.001) and result.best_params["epochs"] == 1
+    # the search ran on its own forget set, not on the benchmark's
+    records = [json.loads(p.read_text()) for p in (tmp_path / "tune" / "runs").glob("*.json")]
+    assert {r["forget_seed"] for r in records} == {7}
+    fragment = yaml.safe_load(result.fragment.read_text())
+    raw["methods"].update(fragment["methods"])
+    assert parse_config(as_yaml(raw)).methods["ft"] == result.best_params
+
+
+def test_tune_refuses_a_method_outside_the_protocol(tmp_path):
+    from unlearn.experiments.tune import tune
+
+    with pytest.raises(UnlearnInputError, match="--method rl"):
+        tune(parse_config(as_yaml(tiny_protocol())), "rl", tmp_path)

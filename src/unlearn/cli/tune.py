@@ -1,0 +1,37 @@
+"""`unlearn tune --method M CONFIG`: hyperparameter search against the gap to the retrained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearn.cli.common import BankOpt, app, check_device, console, table
+
+
+@app.command()
+def tune(
+    config: Path = typer.Argument(..., help="protocol YAML (its `tune:` section sets trials, seed, space)"),
+    method: str = typer.Option(..., "--method", "-m", help="a method named in the protocol"),
+    trials: int = typer.Option(None, "--trials", help="number of trials (default: the protocol's tune.trials)"),
+    out: Path = typer.Option(None, "--out", "-o", help="config fragment to write (default RUN_DIR/best-M.yaml)"),
+    run_dir: Path = typer.Option(None, "--run-dir", help="where trials are stored (default runs/<name>-tune-M)"),
+    bank: Path = BankOpt,
+):
+    """Minimise Avg. Gap to Retrain on a separate forget set (Optuna TPE); write the best values."""
+    from unlearn.bank import ModelBank
+    from unlearn.experiments import load_config
+    from unlearn.experiments.tune import tune as run_tune
+
+    cfg = load_config(config)
+    check_device(cfg.device)
+    if trials is not None and trials < 1:
+        from unlearn.errors import UnlearnInputError
+
+        raise UnlearnInputError(f"--trials must be at least 1, got {trials}")
+    run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"
+    result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out)
+    keys = [k for k in result.trials[0] if k not in ("trial", "status", "seconds")]
+    rows = [[t["trial"], *[t[k] for k in keys], t["status"]] for t in result.trials]
+    console.print(table(f"tune {method}: trials", ["trial", *keys, "status"], rows))
+    console.print(f"best Avg. Gap {result.best_gap:.2f} with {result.best_params}; fragment: {result.fragment}")
