@@ -78,16 +78,23 @@ def test_bad_requests_are_refused(digits):
         SISA(42)
 
 
-def test_registered_method_trains_its_own_ensemble_or_refuses(digits, digits_split, digits_original):
+def test_registered_method_trains_its_own_ensemble_on_d_and_deletes_d_f(digits, digits_split, digits_original):
     forget, retain = digits.train.subset(digits_split.forget), digits.train.subset(digits_split.retain)
-    with pytest.raises(UnlearnInputError, match="own sharded ensemble"):
-        methods.get("sisa").unlearn(digits_original, forget, retain)
+    with pytest.raises(UnlearnInputError, match="sisa needs the retain set"):
+        methods.get("sisa").unlearn(digits_original, forget, None)
     method = methods.get("sisa", shards=3, slices=2)
-    module = method.unlearn(digits_original, forget, None, dataset=digits, split=digits_split)
+    module = method.unlearn(digits_original, forget, retain, dataset=digits, split=digits_split)
     scratch = SISA("mlp", shards=3, slices=2, recipe=digits_original.spec["training"]["recipe"], seed=0)
     scratch.fit(digits, digits_split.retain)
     assert torch.equal(models.logits(module, digits.test).argmax(1), scratch.predict(digits.test))
     assert method.stats_["deletion"]["n_deleted"] == len(digits_split.forget)
+    # Without the dataset context (as the benchmark runner calls it), D is D_R then D_F: still exact.
+    local = methods.get("sisa", shards=3, slices=1, estimator="random-forest").unlearn(digits_original, forget,
+                                                                                      retain)
+    d = data.Dataset("digits", data.ArrayDataset(torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y])),
+                     digits.test, digits.classes, "", digits.mean, digits.std)
+    scratch = SISA("random-forest", shards=3, slices=1, seed=0).fit(d, np.arange(len(retain)))
+    assert torch.equal(models.logits(local, digits.test).argmax(1), scratch.predict(digits.test))
 
 
 def test_cli_forget_with_sisa_writes_an_ensemble_and_its_cost(tmp_path, digits, digits_original, capsys):

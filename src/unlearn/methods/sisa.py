@@ -317,38 +317,46 @@ class SISAModule(nn.Module):
 class SISAMethod(Method):
     """`methods.get("sisa")`: SISA through the common interface.
 
-    SISA cannot unlearn a model it did not train: it needs its own sharded ensemble. So
-    `unlearn(model, forget, retain, dataset=..., split=...)` trains a SISA ensemble with the given
-    model's architecture and recorded recipe (or a scikit-learn `estimator`) on the whole training
-    set D = D_F ∪ D_R, deletes D_F, and returns the ensemble as an `nn.Module` (`SISAModule`); the
-    deletion's cost record is left in `stats_`. Without `dataset` and `split` it refuses, naming the
-    class to use instead. The retain set argument is not used: SISA keeps its own shards.
+    SISA cannot unlearn a model it did not train: it needs its own sharded ensemble, trained on all
+    of D. So `unlearn(model, forget, retain)` trains a SISA ensemble with the given model's
+    architecture, arguments and recorded recipe (or a scikit-learn `estimator`) on D = D_R ∪ D_F,
+    deletes D_F, and returns the ensemble as an `nn.Module` (`SISAModule`, eval only); the
+    deletion's cost record is left in `stats_`. With the context arguments `dataset` and `split`
+    (the CLI passes them) the shards are keyed by the dataset's training indices; otherwise by the
+    position in D_R followed by D_F. It needs D_R (there is no SISA without the data it shards).
 
     Parameters: shards, slices, aggregation as in `SISA`; estimator: "model" (the given model's
     architecture), "random-forest" or "logistic-regression".
     """
 
     name = "sisa"
-    uses_retain = False
+    requires_retain = True
 
     def __init__(self, shards: int = 5, slices: int = 4, aggregation: str = "vote", estimator: str = "model"):
         self.shards, self.slices, self.aggregation, self.estimator = shards, slices, aggregation, estimator
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        dataset, split = context.get("dataset"), context.get("split")
-        if dataset is None or split is None:
-            raise UnlearnInputError("sisa trains its own sharded ensemble and cannot unlearn a given model; use "
-                                    "unlearn.methods.sisa.SISA(...).fit(dataset).delete(indices), or pass "
-                                    "dataset= and split= (the CLI does)")
         if self.estimator != "model" and self.estimator not in SKLEARN_SHORTCUTS:
             raise UnlearnInputError(f"sisa: estimator must be 'model' or one of {SKLEARN_SHORTCUTS}, "
                                     f"got {self.estimator!r}")
-        spec = getattr(model, "spec", {})
+        spec = getattr(model, "spec", None)
+        if spec is None:
+            raise UnlearnInputError("sisa needs an unlearn Classifier (its spec names the architecture to shard)")
         training = spec.get("training") or {}
-        estimator = spec.get("arch", "mlp") if self.estimator == "model" else self.estimator
+        dataset, split = context.get("dataset"), context.get("split")
+        if dataset is None or split is None:  # D from the sets themselves: D_R first, then D_F
+            x = torch.cat([retain.x, forget.x.to(retain.x.dtype)])
+            dataset = Dataset(str(training.get("dataset", "data")), ArrayDataset(x, torch.cat([retain.y, forget.y])),
+                              ArrayDataset(x[:0], retain.y[:0]), tuple(spec["classes"]) or
+                              tuple(str(c) for c in range(spec["num_classes"])), "", tuple(spec["mean"]),
+                              tuple(spec["std"]))
+            to_delete = np.arange(len(retain), len(retain) + len(forget))
+        else:
+            to_delete = split.forget
+        estimator = spec["arch"] if self.estimator == "model" else self.estimator
         sisa = SISA(estimator, self.shards, self.slices, self.aggregation, recipe=training.get("recipe"),
                     arch_args=spec.get("arch_args"), seed=int(training.get("seed", seed)), device=device)
         sisa.fit(dataset)
         self.stats_ = {"fit_sample_passes": sisa.fit_sample_passes_, "fit_seconds": sisa.fit_seconds_,
-                       "deletion": sisa.delete(split.forget)}
+                       "deletion": sisa.delete(to_delete)}
         return sisa.as_module()
