@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from unlearn import data, methods, models
 from unlearn.cli import main
@@ -202,3 +204,31 @@ def test_scrub_distillation_known_answers_and_behaviour(digits, digits_original,
     pushed = methods.get("scrub", lr=0.05).unlearn(digits_original, forget, None, seed=8)
     teacher_f = models.logits(digits_original, forget)
     assert float(kl_to_teacher(models.logits(pushed, forget), teacher_f, 4.0)) > 1e-3
+
+
+@settings(max_examples=40, deadline=None)
+@given(beta=st.floats(0.0, 1.0), n_forget=st.integers(0, 6), n_retain=st.integers(0, 6), seed=st.integers(0, 99))
+def test_neggrad_plus_loss_weighs_the_two_means(beta, n_forget, n_retain, seed):
+    from unlearn.methods.neggrad import neggrad_plus_loss
+
+    assume(n_forget + n_retain > 0)
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n_forget + n_retain, 5, generator=gen)
+    labels = torch.randint(0, 5, (n_forget + n_retain,), generator=gen)
+    source = torch.tensor([1] * n_forget + [0] * n_retain)[torch.randperm(n_forget + n_retain, generator=gen)]
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    expected = (beta * ce[source == 0].mean() if n_retain else 0.0) - (
+        (1 - beta) * ce[source == 1].mean() if n_forget else 0.0)
+    assert float(neggrad_plus_loss(beta, forget_id=1)(logits, labels, source)) == pytest.approx(float(expected),
+                                                                                                abs=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), temperature=st.floats(0.5, 8.0))
+def test_distillation_kl_is_non_negative_and_zero_only_at_the_teacher(seed, temperature):
+    from unlearn.methods.distill import kl_to_teacher
+
+    gen = torch.Generator().manual_seed(seed)
+    teacher, student = torch.randn(8, 10, generator=gen), torch.randn(8, 10, generator=gen)
+    assert float(kl_to_teacher(student, teacher, temperature)) > 0
+    assert float(kl_to_teacher(teacher + 3.0, teacher, temperature)) == pytest.approx(0.0, abs=1e-5)  # shift-free
