@@ -122,6 +122,21 @@ def test_resolve_expands_every_combination_and_marks_retain_only_methods(digits)
     assert not set(plan.validation) & set(plan.evaluation)
 
 
+def test_train_subset_is_stratified_and_has_its_own_fingerprint(digits):
+    import numpy as np
+
+    from unlearn.experiments.jobs import dataset_of
+
+    sub = dataset_of("digits", None, 500, 3)
+    assert len(sub.train) == 500 and len(sub.test) == len(digits.test)
+    full_share = np.bincount(digits.train.y.numpy()) / len(digits.train)
+    assert np.abs(np.bincount(sub.train.y.numpy()) / 500 - full_share).max() < 0.01
+    assert sub.fingerprint != digits.fingerprint != dataset_of("digits", None, 500, 4).fingerprint
+    assert dataset_of("digits", None, 500, 3).fingerprint == sub.fingerprint
+    with pytest.raises(UnlearnInputError, match="train_subset"):
+        dataset_of("digits", None, len(digits.train), 0)
+
+
 def test_changed_hyperparameter_changes_job_id(digits):
     from unlearn.experiments.jobs import resolve
 

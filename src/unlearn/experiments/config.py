@@ -110,6 +110,10 @@ class Config(_Strict):
     name: str
     dataset: str
     data_root: str | None = None
+    # Train on a stratified subset of the training split (cifar10-cpu: 5,000 images so that a
+    # model overfits, as ResNet-18 does on full CIFAR-10, in minutes on a CPU); drawn with subset_seed.
+    train_subset: int | None = Field(None, ge=10)
+    subset_seed: int = 0
     model: ModelSpec
     recipe: str | dict[str, Any]
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # original-model seeds
@@ -149,6 +153,11 @@ class Config(_Strict):
         if len(set(labels)) != len(labels):
             raise ValueError(f"forget sets need distinct names, got {labels}")
         return self
+
+    @property
+    def dataset_spec(self) -> tuple:
+        """What `jobs.dataset_of` needs to rebuild the protocol's dataset in any process."""
+        return (self.dataset, self.data_root, self.train_subset, self.subset_seed)
 
     def hparams(self, method: str) -> dict[str, Any]:
         return dict(self.methods.get(method) or {})

@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -146,26 +146,47 @@ def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> Classifi
     return model.to(device).eval()
 
 
-_DATASETS: dict[tuple[str, str | None], Dataset] = {}
+_DATASETS: dict[tuple, Dataset] = {}
 
 
-def dataset_of(name: str, root: str | None) -> Dataset:
-    """Load once per process (Ray workers are long-lived and run many jobs)."""
+def dataset_of(name: str, root: str | None = None, train_subset: int | None = None, subset_seed: int = 0) -> Dataset:
+    """The protocol's dataset, loaded once per process (Ray workers are long-lived and run many jobs).
+
+    With `train_subset`, the training split is a stratified subset of that size; its fingerprint
+    names the subset, so the bank never confuses models trained on different subsets.
+    """
     from unlearn import data
 
-    if (name, root) not in _DATASETS:
-        _DATASETS[(name, root)] = data.load(name, root=root)
-    return _DATASETS[(name, root)]
+    key = (name, root, train_subset, subset_seed)
+    if key not in _DATASETS:
+        full = data.load(name, root=root)
+        if train_subset is None:
+            _DATASETS[key] = full
+        else:
+            _DATASETS[key] = _subset(full, train_subset, subset_seed)
+    return _DATASETS[key]
+
+
+def _subset(full: Dataset, size: int, seed: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < size < len(full.train):
+        raise UnlearnInputError(f"train_subset must lie in [1, {len(full.train) - 1}] for {full.name}, got {size}")
+    labels = full.train.y.numpy()
+    chosen, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    chosen = np.sort(chosen)
+    digest = hashlib.sha256(chosen.astype(np.int64).tobytes()).hexdigest()[:12]
+    return replace(full, train=full.train.subset(chosen), fingerprint=f"{full.fingerprint}-subset-{digest}")
 
 
 # ---- job functions ----------------------------------------------------------------------------
 
-def train_job(dataset_name: str, data_root: str | None, arch: str, arch_args: dict, indices: np.ndarray,
+def train_job(dataset_spec: tuple, arch: str, arch_args: dict, indices: np.ndarray,
               recipe: dict, seed: int, device: str = "cpu", name: str = "training") -> dict[str, Any]:
     """Train one model from scratch; return its payload and training time (for the bank the driver keeps)."""
     from unlearn.training import train
 
-    dataset = dataset_of(dataset_name, data_root)
+    dataset = dataset_of(*dataset_spec)
     start = time.perf_counter()
     model = train(arch, dataset, indices, recipe, seed=seed, device=device, arch_args=arch_args,
                   progress=False, name=name)
@@ -199,7 +220,7 @@ def _audit(model, dataset: Dataset, split: ForgetSplit, config_audit: dict, eval
                           device=device, evaluation=evaluation)
 
 
-def run_job(job: RunJob, dataset_name: str, data_root: str | None, split: ForgetSplit, validation, evaluation,
+def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation, evaluation,
             model: dict[str, Any], audit_spec: dict, reference: dict | None, retrain_seconds: float,
             bank_root: str, device: str = "cpu") -> dict[str, Any]:
     """Unlearn (unless `job` is the oracle) and audit; return the job's JSON record.
@@ -210,7 +231,7 @@ def run_job(job: RunJob, dataset_name: str, data_root: str | None, split: Forget
     from unlearn import audit, methods
     from unlearn.bank import ModelBank
 
-    dataset = dataset_of(dataset_name, data_root)
+    dataset = dataset_of(*dataset_spec)
     # Arrays from Ray's object store are read-only; torch warns on indexing with them.
     split = ForgetSplit(np.array(split.forget), np.array(split.retain))
     validation = None if validation is None else np.array(validation)

@@ -27,7 +27,16 @@ import yaml
 from unlearn.bank import ModelBank
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
-from unlearn.experiments.jobs import Plan, crash_record, model_payload, resolve, run_job, train_job
+from unlearn.experiments.jobs import (
+    Plan,
+    crash_record,
+    dataset_of,
+    model_from_payload,
+    model_payload,
+    resolve,
+    run_job,
+    train_job,
+)
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
 
@@ -65,8 +74,6 @@ def _progress(enabled: bool | None):
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
               bank: ModelBank | None = None, progress: bool | None = None, log=print) -> BenchResult:
     """Run a protocol into `run_dir` (resuming what is there) and write its summary."""
-    from unlearn import data
-
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +81,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     (run_dir / "environment.json").write_text(json.dumps(environment(backend), indent=1))
     bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
-    dataset = data.load(config.dataset, root=config.data_root)
+    dataset = dataset_of(*config.dataset_spec)
     plan = resolve(config, dataset)
     executor = make_executor(backend, address)
     result = BenchResult(run_dir, plan, [])
@@ -117,7 +124,7 @@ def _train_stage(plan: Plan, bank: ModelBank, executor, result: BenchResult, pro
         key = bank.key(dataset, arch, idx, recipe, seed, arch_args)
         if bank.lookup(key) is None:
             missing.append(((role, split_key, seed), key, idx))
-    jobs = [{"dataset_name": config.dataset, "data_root": config.data_root, "arch": arch, "arch_args": arch_args,
+    jobs = [{"dataset_spec": config.dataset_spec, "arch": arch, "arch_args": arch_args,
              "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
              "name": f"{role} seed {seed}"} for (role, _, seed), _, idx in missing]
     with _progress(progress) as bar:
@@ -125,8 +132,6 @@ def _train_stage(plan: Plan, bank: ModelBank, executor, result: BenchResult, pro
         for index, out in executor.map(train_job, jobs):
             if isinstance(out, BaseException):
                 raise out
-            from unlearn.experiments.jobs import model_from_payload
-
             _, key, _ = missing[index]
             bank.put(key, model_from_payload(out["model"]), out["seconds"])
             result.trained += 1
@@ -153,7 +158,7 @@ def _run_stage(jobs, plan: Plan, models, retrains, references, bank: ModelBank, 
             continue
         payload = models[(job.split_key, job.model_seed)][0] if oracle else models[job.model_seed][0]
         kwargs.append({
-            "job": job, "dataset_name": plan.config.dataset, "data_root": plan.config.data_root,
+            "job": job, "dataset_spec": plan.config.dataset_spec,
             "split": plan.splits[job.split_key], "validation": plan.validation, "evaluation": plan.evaluation,
             "model": payload, "audit_spec": audit_spec,
             "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],

@@ -106,7 +106,7 @@ def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None
                      config.tune.forget_seed, model_seed, 0, context)
         record = store.get(job.id)
         if record is None:
-            record = run_job(job, tuning.dataset, tuning.data_root, plan.splits[split_key], plan.validation,
+            record = run_job(job, tuning.dataset_spec, plan.splits[split_key], plan.validation,
                              plan.evaluation, payload, tuning.audit.model_dump(), oracle["metrics"],
                              oracle["retrain_seconds"], str(bank.root), tuning.device)
             store.put(record)
