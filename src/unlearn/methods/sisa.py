@@ -359,4 +359,10 @@ class SISAMethod(Method):
         sisa.fit(dataset)
         self.stats_ = {"fit_sample_passes": sisa.fit_sample_passes_, "fit_seconds": sisa.fit_seconds_,
                        "deletion": sisa.delete(to_delete)}
-        return sisa.as_module()
+        module = sisa.as_module()
+        # The audits read the architecture and recipe from `spec` (RMIA trains reference models with
+        # them): they get the single model's, so reference models are single models, not ensembles.
+        module.spec = {**spec, "training": {**training, "sisa": {"shards": self.shards, "slices": self.slices,
+                                                                 "aggregation": self.aggregation,
+                                                                 "estimator": str(estimator)}}}
+        return module
