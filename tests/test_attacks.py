@@ -48,12 +48,11 @@ def test_radii_are_the_calibrated_start_doubled_and_start_fools_95_percent(found
     assert summary["success_rate"] == 100 * found.success_rate and summary["n"] == len(found)
 
 
-def test_calibration_returns_the_smallest_passing_radius_on_its_ladder(digits_original, forget):
+def test_calibration_returns_the_smallest_passing_radius_to_its_resolution(digits_original, forget):
     x, y = forget.x[:100], forget.y[:100]
-    eps = calibrate_epsilon(digits_original, x, y, samples=100)
+    eps = calibrate_epsilon(digits_original, x, y, samples=100, resolution=1.1)
     assert pgd(digits_original, x, y, eps).success_rate >= 0.95
-    # After three log-scale halvings of [ε/2, ε], the lower end ε·2^(-1/8) was tried and failed.
-    assert pgd(digits_original, x, y, eps * 2 ** (-1 / 8)).success_rate < 0.95
+    assert pgd(digits_original, x, y, eps / 1.1).success_rate < 0.95
 
 
 def test_early_exit_finds_closer_examples_than_plain_pgd(digits_original, forget, found):

@@ -205,50 +205,58 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float | tor
 
 def calibrate_epsilon(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "l2", steps: int = 50,
                       step_ratio: float = 0.1, samples: int = 100, target_rate: float = 0.95,
-                      epsilon_min: float | None = None, refinements: int = 3, max_doublings: int = 20,
-                      seed: int = 0, batch_size: int = 512, device=None) -> float:
+                      epsilon_min: float = 1 / 255, epsilon_max: float | None = None,
+                      resolution: float = 2 ** (1 / 8), seed: int = 0, batch_size: int = 512, device=None) -> float:
     """AMUN's ε_init: the smallest ε at which ≥ `target_rate` of `samples` random inputs are fooled.
 
-    ε starts very small (1/255 per pixel: ‖·‖∞ = 1/255, or ‖·‖₂ = 1/255 in L2) and doubles until
-    the target is met; the bracket [ε/2, ε] is then halved on the log scale `refinements` times,
-    so the answer is within a factor 2^(1/2^refinements) of the smallest passing ε of the ladder.
+    Bisection on the log scale between a very small ε (`epsilon_min`, one grey level) and the
+    diameter of the input box (`epsilon_max`: √d for L2, 1 for L∞), until the bracket is narrower
+    than the factor `resolution`; the upper end is returned. Each trial runs early-exit PGD only
+    on the samples whose outcome is not yet implied by an earlier trial, assuming that a sample
+    fooled at ε is fooled at every larger ε and vice versa: cheaper than the doubling ladder it
+    replaces, whose rounds below the answer each cost a full PGD pass over all samples.
     """
     return _calibrate(model, x, y, norm=norm, steps=steps, step_ratio=step_ratio, samples=samples,
-                      target_rate=target_rate, epsilon_min=epsilon_min, refinements=refinements,
-                      max_doublings=max_doublings, seed=seed, batch_size=batch_size, device=device)[0]
+                      target_rate=target_rate, epsilon_min=epsilon_min, epsilon_max=epsilon_max,
+                      resolution=resolution, seed=seed, batch_size=batch_size, device=device)[0]
 
 
-def _calibrate(model, x, y, *, norm, steps, step_ratio, samples, target_rate, epsilon_min, refinements,
-               max_doublings, seed, batch_size, device) -> tuple[float, int]:
+def _calibrate(model, x, y, *, norm, steps, step_ratio, samples, target_rate, epsilon_min=1 / 255,
+               epsilon_max=None, resolution=2 ** (1 / 8), seed=0, batch_size=512, device=None) -> tuple[float, int]:
     """`calibrate_epsilon`, also returning its cost in per-sample PGD steps."""
     if not 0 < target_rate <= 1:
         raise UnlearnInputError(f"target_rate must lie in (0, 1], got {target_rate}")
     if len(y) == 0:
         raise UnlearnInputError("cannot calibrate epsilon on an empty set")
+    if epsilon_max is None:
+        epsilon_max = math.sqrt(math.prod(x.shape[1:])) if norm == "l2" else 1.0
+    if not 0 < epsilon_min < epsilon_max or not resolution > 1:
+        raise UnlearnInputError(f"need 0 < epsilon_min < epsilon_max and resolution > 1, got {epsilon_min}, "
+                                f"{epsilon_max}, {resolution}")
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(y), generator=gen)[:samples]
     xs, ys = x[pick], y[pick]
+    # Per sample: the largest radius known to fail and the smallest known to succeed.
+    fails = torch.full((len(ys),), float(epsilon_min), dtype=torch.float64)
+    succeeds = torch.full((len(ys),), math.inf, dtype=torch.float64)
     cost = 0
 
     def rate(eps: float) -> float:
         nonlocal cost
-        found = pgd(model, xs, ys, eps, norm=norm, steps=steps, step_ratio=step_ratio, batch_size=batch_size,
-                    device=device)
-        cost += found.sample_steps
-        return found.success_rate
+        todo = torch.nonzero((fails < eps) & (succeeds > eps)).flatten()
+        if len(todo):
+            found = pgd(model, xs[todo], ys[todo], eps, norm=norm, steps=steps, step_ratio=step_ratio,
+                        batch_size=batch_size, device=device)
+            cost += found.sample_steps
+            succeeds[todo[found.success]] = eps
+            fails[todo[~found.success]] = eps
+        return float((succeeds <= eps).double().mean())
 
-    hi = epsilon_min if epsilon_min is not None else 1.0 / 255
-    for _ in range(max_doublings):
-        if rate(hi) >= target_rate:
-            break
-        hi *= 2.0
-    else:
+    lo, hi = float(epsilon_min), float(epsilon_max)
+    if rate(hi) < target_rate:
         raise UnlearnInputError(f"no epsilon up to {hi:.3g} fools {100 * target_rate:.0f}% of the samples; "
                                 "is the model constant or the input range not [0, 1]?")
-    lo = hi / 2.0
-    if epsilon_min is not None and hi == epsilon_min:
-        return hi, cost
-    for _ in range(refinements):
+    while hi / lo > resolution:
         mid = math.sqrt(lo * hi)
         if rate(mid) >= target_rate:
             hi = mid
@@ -271,8 +279,7 @@ def closest_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     calibration_cost = 0
     if epsilon is None:
         epsilon, calibration_cost = _calibrate(model, x, y, norm=norm, steps=steps, step_ratio=step_ratio,
-                                               samples=calibration_samples, target_rate=target_rate,
-                                               epsilon_min=None, refinements=3, max_doublings=20, seed=seed,
+                                               samples=calibration_samples, target_rate=target_rate, seed=seed,
                                                batch_size=batch_size, device=device)
     if not epsilon > 0:
         raise UnlearnInputError(f"epsilon must be positive, got {epsilon}")
