@@ -1,0 +1,62 @@
+"""Relearning attack: does forgotten knowledge come back after a few fine-tuning steps?
+
+Suppressed knowledge returns fast; removed knowledge does not (Hu et al. 2024, "Jogging the
+Memory of Unlearned LLMs"; METHODS.md "Relearning attack"). We fine-tune a copy of the model for
+`steps` full-batch SGD steps on a small random part of D_F and measure forget accuracy on the
+rest of D_F after each step, for the audited model and for the retrained one under the same
+attack. The models given are never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from unlearn.data import ArrayDataset
+from unlearn.errors import UnlearnInputError
+from unlearn.models import accuracy
+from unlearn.training import Recipe, Source, fit
+
+
+def relearn_split(n_forget: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(relearn, held-out) positions into D_F: a random `fraction` to train on, the rest to measure."""
+    if not 0 < fraction < 1:
+        raise UnlearnInputError(f"relearn fraction must lie in (0, 1), got {fraction}")
+    n_relearn = int(round(fraction * n_forget))
+    if not 0 < n_relearn < n_forget:
+        raise UnlearnInputError(f"relearning needs a forget set of at least 2 samples; it has {n_forget}")
+    order = np.random.default_rng(seed).permutation(n_forget)
+    return np.sort(order[:n_relearn]), np.sort(order[n_relearn:])
+
+
+def relearn_curve(model, relearn_set: ArrayDataset, held_out: ArrayDataset, steps: int = 10, lr: float = 0.01,
+                  seed: int = 0, device="cpu") -> list[float]:
+    """Forget accuracy on `held_out` before and after each of `steps` full-batch SGD steps on `relearn_set`."""
+    if steps < 1:
+        raise UnlearnInputError(f"relearning needs at least one step, got {steps}")
+    student = copy.deepcopy(model).to(device)
+    curve = [accuracy(student, held_out)]
+    # One full batch per epoch: `epochs` = steps; the hook records accuracy after every step.
+    recipe = Recipe(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=0.0, epochs=steps,
+                    batch_size=len(relearn_set), schedule="constant")
+
+    def record() -> None:
+        curve.append(accuracy(student, held_out))
+        student.train()  # accuracy() restores the mode, but be explicit: the next step trains
+
+    fit(student, [Source(relearn_set, augment=False)], recipe, seed=seed, device=device, after_step=record,
+        name="relearning attack", progress=False)
+    return curve
+
+
+def relearn(model, forget: ArrayDataset, reference=None, *, steps: int = 10, lr: float = 0.01,
+            fraction: float = 0.2, seed: int = 0, device="cpu") -> dict:
+    """{"steps": [0..steps], "model": FA curve, "reference": FA curve of the retrained model (if given)}."""
+    relearn_idx, held_idx = relearn_split(len(forget), fraction, seed)
+    relearn_set, held_out = forget.subset(relearn_idx), forget.subset(held_idx)
+    out = {"steps": list(range(steps + 1)),
+           "model": relearn_curve(model, relearn_set, held_out, steps, lr, seed, device)}
+    if reference is not None:
+        out["reference"] = relearn_curve(reference, relearn_set, held_out, steps, lr, seed, device)
+    return out

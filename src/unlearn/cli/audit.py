@@ -1,0 +1,105 @@
+"""`unlearn audit`: every audit figure of one model on one forget set, as a table or as JSON.
+
+Reference models for RMIA/LiRA are trained into the bank on first use (with a progress bar) and
+served from it afterwards; `--n-reference` sets how many. With `--reference` (the retrained model)
+the gap to retrain is added. `--json` prints one JSON document with every figure, nested by attack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from unlearn.cli.common import (
+    BankOpt,
+    DataRootOpt,
+    DatasetOpt,
+    DeviceOpt,
+    SeedOpt,
+    app,
+    check_device,
+    console,
+    load_dataset,
+    table,
+)
+
+
+@app.command()
+def audit(
+    model: Path = typer.Option(..., "--model", "-m", help="the model file to audit (.safetensors)"),
+    forget_csv: Path = typer.Option(..., "--forget", "-f", help="CSV with an 'index' column: the forget set D_F"),
+    reference: Path = typer.Option(None, "--reference", "-r", help="the retrained model file: adds the gap to retrain"),
+    attacks: str = typer.Option("acc,mis,loss,rmia", "--attacks",
+                                help="comma list of acc, mis, loss, rmia, rmia-offline, lira, lira-offline, "
+                                     "confidence, relearn"),
+    n_reference: int = typer.Option(8, "--n-reference", help="reference models for RMIA/LiRA (even; trained once)"),
+    gamma: float = typer.Option(2.0, "--gamma", help="RMIA's likelihood-ratio threshold γ"),
+    evaluation_half: bool = typer.Option(False, "--evaluation-half",
+                                         help="audit on the evaluation half of the test split only "
+                                              "(the half no method ever sees)"),
+    plot: Path = typer.Option(None, "--plot", help="write confidence histograms (D_R, D_F, D_T) to this .png/.svg"),
+    as_json: bool = typer.Option(False, "--json", help="print every figure as one JSON document"),
+    dataset: str = DatasetOpt,
+    data_root: Path = DataRootOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    bank: Path = BankOpt,
+):
+    """Audit --model on the --forget set: accuracies, MIAs, and the gap to --reference."""
+    from unlearn import audit as audit_layer
+    from unlearn import data, models
+    from unlearn.bank import ModelBank
+    from unlearn.errors import UnlearnInputError
+
+    check_device(device)
+    chosen = [a.strip() for a in attacks.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in audit_layer.ATTACKS]
+    if unknown:
+        raise UnlearnInputError(f"--attacks: unknown attack(s) {unknown}; known: {', '.join(audit_layer.ATTACKS)}")
+    ds = load_dataset(dataset, data_root)
+    audited = models.load_model(model, ds, device)
+    audit_layer.check_model(audited, ds, f"--model {model}")
+    retrained = None
+    if reference is not None:
+        retrained = models.load_model(reference, ds, device)
+        audit_layer.check_model(retrained, ds, f"--reference {reference}")
+    split = data.load_forget_csv(forget_csv, len(ds.train))
+    evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)[1] if evaluation_half else None
+    store = ModelBank(bank)
+    if any(a in audit_layer.MIN_REFERENCES for a in chosen):
+        for a in chosen:
+            if a in audit_layer.MIN_REFERENCES:
+                audit_layer.check_count(n_reference, audit_layer.MIN_REFERENCES[a], f"--attacks {a}")
+        typer.echo(f"{n_reference} reference models on {ds.name} train+test (seed {seed}): "
+                   f"trained into the bank {store.root} on first use", err=True)
+    result = audit_layer.evaluate(audited, ds, split, attacks=chosen, reference=retrained, bank=store,
+                                  n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
+                                  gamma=gamma, progress=None if not as_json else False)
+    if plot is not None:
+        test = ds.test if evaluation is None else ds.test.subset(evaluation)
+        audit_layer.plot_confidence(audited, ds.train.subset(split.forget), ds.train.subset(split.retain), test,
+                                    plot, title=f"{model.name} on {ds.name}")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    flat = audit_layer.flatten(result)
+    reference_flat = {} if retrained is None else {k[len("gap."):]: v for k, v in flat.items() if k.startswith("gap.")}
+    rows = [[key, value, reference_flat.get(key, "")] for key, value in flat.items()
+            if not key.startswith("gap.") and not isinstance(value, list)]
+    columns = ["figure (%)", "value"] + (["|gap to retrain|"] if retrained is not None else [])
+    if retrained is None:
+        rows = [r[:2] for r in rows]
+    else:
+        rows.append(["Avg. Gap", flat["gap.avg_gap"], ""])
+    console.print(table(f"audit of {model.name}: {ds.name}, {len(split.forget)} forget samples, seed {seed}",
+                        columns, rows))
+    if "relearn" in result:
+        curve = result["relearn"]
+        console.print("relearning attack, forget accuracy per step: model "
+                      + " ".join(f"{v:.0f}" for v in curve["model"])
+                      + ("" if "reference" not in curve else
+                         "; retrained " + " ".join(f"{v:.0f}" for v in curve["reference"])))
+    if plot is not None:
+        console.print(f"confidence histograms written to {plot}")
