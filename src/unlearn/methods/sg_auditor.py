@@ -171,7 +171,7 @@ def _objective(theta, X, t, kind, l2):
 @torch.no_grad()
 def solve_auditor(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
                   tol: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
-    """θ* = argmin L(θ; X) by Newton's method with backtracking, to ‖∇L‖∞ <= tol (float64).
+    """θ* = argmin L(θ; X) by Newton's method with backtracking, to ‖∇L‖∞ <= tol or float64 precision.
 
     `X` already carries the bias column. L is λ-strongly convex, so Newton converges fast
     (quadratically for the logistic loss; finitely, in practice, for the piecewise-quadratic
@@ -189,14 +189,18 @@ def solve_auditor(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: 
         if grad.abs().max() <= tol:
             break
         step = torch.linalg.solve(_hessian(theta, X, t, kind, l2), grad)
-        size = 1.0
-        while size > 1e-10:
-            candidate = theta - size * step
+        for halvings in range(30):
+            candidate = theta - 0.5**halvings * step
             new_value = _objective(candidate, X, t, kind, l2)
-            if new_value <= value - 1e-4 * size * grad.dot(step):
+            if new_value <= value - 1e-4 * 0.5**halvings * grad.dot(step):
                 break
-            size *= 0.5
+        else:
+            # No step lowers L measurably: θ is optimal to float64 precision (the gradient is then
+            # ~1e-9 or less, where a decrease of L falls below rounding).
+            break
         theta, value = candidate, new_value
+        if (0.5**halvings * step).abs().max() <= 1e-12 * (1 + theta.abs().max()):
+            break  # the step no longer changes θ in float64: optimal to precision (large features)
     return theta
 
 
@@ -247,7 +251,9 @@ def cvx_optimum(X: torch.Tensor, t: torch.Tensor, kind: str = "svm", l2: float =
     layer = CvxpyLayer(problem, parameters=[features], variables=[theta])
     # Tight SCS tolerances and diffcp's dense derivative: its default iterative (LSQR) derivative
     # is off by a few degrees even when the solution is exact. One process: the CPU is shared.
-    solver_args = {"eps_abs": 1e-10, "eps_rel": 1e-10, "mode": "dense", "n_jobs_forward": 1, "n_jobs_backward": 1}
+    solver_args = {"eps_abs": 1e-10, "eps_rel": 1e-10, "n_jobs_forward": 1}
+    if torch.is_grad_enabled() and X.requires_grad:  # the solve-only path takes no derivative options
+        solver_args |= {"mode": "dense", "n_jobs_backward": 1}
     (solution,) = layer(X.double(), solver_args=solver_args)
     return solution
 
