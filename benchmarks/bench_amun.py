@@ -17,9 +17,14 @@ Four measurements in one process (1 torch thread; the machine is shared):
    `unlearn.audit.evaluate` (accuracies, MIS, RMIA with `--n-reference` reference models).
 4. **AMUN + SalUn** and the successive-request variants (AMUN-A vs reusing θ_o's examples) at
    the tuned AMUN settings, on the same seeds.
+5. With `--cifar PATH` (optional, a few minutes): CIFAR-10 (JPEG q75 copy), small CNN (width 16)
+   on a 5,000-image training subset, 10% of it forgotten: the adversarial search's figures, and
+   FT / RL / AMUN (lr 0.01, untuned) against Retrain on accuracies and MIS (no RMIA: its
+   reference models would each train on half of the 60,000-image pool), one seed.
 
     .venv/bin/python benchmarks/bench_amun.py                    # 3 seeds, about 10 minutes here
     .venv/bin/python benchmarks/bench_amun.py --seeds 0 --n-reference 4 --skip-tuning
+    .venv/bin/python benchmarks/bench_amun.py --cifar ../shared/data/cifar10-jpg.tar.gz --only-cifar
 """
 
 from __future__ import annotations
@@ -212,6 +217,50 @@ def successive(ds, bank, chosen, seeds, requests: int = 5) -> list[str]:
     return lines
 
 
+def cifar(path: Path, bank, epochs: int) -> list[str]:
+    ds = data.load("cifar10", root=path, progress=False)
+    subset = np.sort(np.random.default_rng(0).permutation(len(ds.train))[:5000])
+    forget_idx = np.sort(np.random.default_rng(1).choice(subset, size=500, replace=False))
+    retain_idx = np.setdiff1d(subset, forget_idx)
+    split = data.ForgetSplit(forget_idx, retain_idx)
+    forget, retain = ds.train.subset(forget_idx), ds.train.subset(retain_idx)
+    recipe = {"lr": 0.05, "epochs": epochs, "batch_size": 128, "schedule": "onecycle", "weight_decay": 5e-4,
+              "flip": True}
+    arch = {"width": 16}
+    start = time.perf_counter()
+    original = bank.get(ds, "cnn", subset, recipe=recipe, seed=0, arch_args=arch, progress=False)
+    log(f"cifar: original trained/loaded in {time.perf_counter() - start:.0f} s")
+    # Seconds the retrained model took to train: in this run with a fresh bank (the default).
+    retrained, retrain_seconds = bank.get_with_time(ds, "cnn", retain_idx, recipe=recipe, seed=0, arch_args=arch,
+                                                    progress=False)
+    start = time.perf_counter()
+    adv = closest_adversarial(original, forget.x, forget.y)
+    attack_seconds = time.perf_counter() - start
+    ok = adv.success
+    lines = [f"CNN width 16, {recipe}, trained on 5,000 images; forget 500 of them; retain 4,500.", "",
+             "| n | ε_init | success % | every y_adv ≠ y | every ‖δ‖₂ ≤ ε | median ‖δ‖₂ | samples/s | "
+             "PGD passes (search) | PGD passes (with calibration) |", "|" + " --- |" * 9,
+             f"| {len(adv)} | {adv.epsilon_init:.3f} | {100 * adv.success_rate:.1f} | "
+             f"{bool((adv.y_adv[ok] != forget.y[ok]).all())} | "
+             f"{bool((adv.distance <= adv.epsilon * (1 + 1e-5)).all())} | {adv.distance[ok].median():.3f} | "
+             f"{len(adv) / attack_seconds:.1f} | "
+             f"{(adv.sample_steps - adv.calibration_steps) / (len(adv) * adv.steps):.2f} | {adv.pgd_passes:.2f} |",
+             "", "| method | forget acc | retain acc | test acc | MIS | Avg. Gap (acc + MIS) | time (s) | time / retrain |",
+             "|" + " --- |" * 8]
+    reference = audit.evaluate(retrained, ds, split, attacks=("acc", "mis"), seed=0)
+    jobs = [("retrain", retrained, retrain_seconds), ("original", original, 0.0)]
+    for name, params in (("ft", {}), ("rl", {}), ("amun", {}), ("amun", {"with_forget": False})):
+        start = time.perf_counter()
+        model = methods.get(name, **params).unlearn(original, forget, retain, seed=0)
+        jobs.append((f"{name} {params or ''}".strip(), model, time.perf_counter() - start))
+        log(f"cifar: {jobs[-1][0]} {jobs[-1][2]:.0f} s")
+    for name, model, seconds in jobs:
+        m = evaluate(model, ds, split, reference, bank, 0, 0, ("acc", "mis"))
+        lines.append(f"| {name} | {m['acc.forget']:.2f} | {m['acc.retain']:.2f} | {m['acc.test']:.2f} | "
+                     f"{m['mis.mis']:.2f} | {m['gap']:.2f} | {seconds:.1f} | {seconds / retrain_seconds:.3f} |")
+    return lines
+
+
 def summarise(rows: list[dict]) -> list[str]:
     order = []
     for r in rows:
@@ -235,11 +284,17 @@ def main() -> None:
     parser.add_argument("--bank", type=Path, default=None, help="model bank (default: a fresh temporary one)")
     parser.add_argument("--skip-tuning", action="store_true", help="use each method's defaults instead of tuning")
     parser.add_argument("--json", type=Path, default=None, help="also write every row here")
+    parser.add_argument("--cifar", type=Path, default=None, help="CIFAR-10 copy (folder or .tar.gz): add part 5")
+    parser.add_argument("--cifar-epochs", type=int, default=20)
+    parser.add_argument("--only-cifar", action="store_true", help="run part 5 alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = data.load("digits")
     with tempfile.TemporaryDirectory() as tmp:
         bank = ModelBank(args.bank or tmp)
+        if args.only_cifar:
+            print("\n".join(["## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)))
+            return
         start = time.perf_counter()
         out = [f"digits, MLP 256-256 (recipe 'digits'), 10% random forget; torch {torch.__version__}, "
                f"{platform.machine()}, 1 thread; mean ± std over seeds {args.seeds}; figures in percent.", "",
@@ -260,6 +315,8 @@ def main() -> None:
                                               for (label, r), p in chosen.items())]
         out += ["", "## 4. Successive requests (5 × 2% of D, with D_R)"]
         out += successive(ds, bank, chosen, args.seeds)
+        if args.cifar:
+            out += ["", "## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)
         out += ["", f"total {time.perf_counter() - start:.0f} s"]
     print("\n".join(out))
     if args.json:

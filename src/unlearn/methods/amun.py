@@ -24,10 +24,12 @@ reuse the original model's adversarial examples (`adaptive=False`), for comparis
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from unlearn.attacks import AdversarialSet, closest_adversarial
@@ -45,8 +47,9 @@ class AMUN(Method):
     Parameters
     ----------
     lr : SGD learning rate. The paper tunes it per setting on a separate random forget subset
-        over {1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5}; 0.01 is the value its code uses for
-        CIFAR-10 ResNet-18 and the one that won our `digits` sweep (benchmarks/bench_amun.py).
+        over {1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5}; the default 0.01 is the value of its
+        public CIFAR-10 code. Tune it (benchmarks/bench_amun.py does, on `digits`: it picked
+        lr 0.1, k 5 with D_R and lr 0.01, k 10 without).
     epochs : passes over the union (paper: 10).
     batch_size : 128; with momentum 0.9 and weight decay 5e-4 (`finetune_recipe`), as the paper.
     step_size : epochs between ×0.1 learning-rate decays (StepLR; the paper's k ∈ {1, 5, 10},
@@ -98,7 +101,11 @@ class AMUN(Method):
             raise UnlearnInputError(f"{self.name}: lr must be > 0, epochs and step_size >= 1 "
                                     f"(got lr={self.lr}, epochs={self.epochs}, step_size={self.step_size})")
         start = time.perf_counter()
-        source = model if (self.adaptive or original is None) else original.to(device)
+        source = model
+        if not self.adaptive and original is not None:
+            # θ_o's examples; a copy when it lives elsewhere, since the caller's model is never moved.
+            same = next(original.parameters()).device == torch.device(device)
+            source = original if same else copy.deepcopy(original).to(device)
         adversarial = self.adversarial_set(source, forget, seed=seed, device=device)
         searched = time.perf_counter()
         mask = self._mask(model, forget, device)
