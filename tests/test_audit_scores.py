@@ -1,0 +1,162 @@
+"""Score functions of the audits: known answers and hypothesis properties (no models needed)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from unlearn.audit.gap import avg_gap, flatten, gap_over_seeds, summarize, summarize_runs
+from unlearn.audit.lira import lira_scores
+from unlearn.audit.loss_mia import loss_attack
+from unlearn.audit.rmia import mean_reference_probability, rmia_scores
+from unlearn.audit.scores import logit_confidence, roc_summary, true_class_probability
+from unlearn.errors import UnlearnInputError
+
+scores = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40)
+probabilities = st.lists(st.floats(1e-6, 1.0), min_size=4, max_size=40)
+
+
+@given(scores, scores, st.randoms(use_true_random=False))
+def test_roc_summary_is_sklearns_auc_and_ignores_order(members, nonmembers, rnd):
+    truth = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+    expected = 100 * roc_auc_score(truth, np.r_[members, nonmembers])
+    rnd.shuffle(members)
+    rnd.shuffle(nonmembers)
+    got = roc_summary(members, nonmembers)
+    assert got["auc"] == pytest.approx(expected, abs=1e-9)
+    assert 0 <= got["tpr_at_0.1pct_fpr"] <= got["tpr_at_1pct_fpr"] <= 100
+
+
+@given(scores)
+def test_identical_distributions_give_auc_50(values):
+    assert roc_summary(values, values)["auc"] == pytest.approx(50.0)
+
+
+def test_separable_scores_give_auc_100_and_full_tpr_at_low_fpr():
+    got = roc_summary([5.0, 6.0, 7.0], np.linspace(0, 1, 2000))
+    assert got == {"auc": 100.0, "tpr_at_1pct_fpr": 100.0, "tpr_at_0.1pct_fpr": 100.0}
+    assert roc_summary([0.0], [1.0])["auc"] == 0.0
+
+
+def test_tpr_at_fpr_known_answer():
+    # 1000 non-members at 0..999; members at 995.5 (beats 995 of them) and 2000 (beats all).
+    got = roc_summary([995.5, 2000.0], np.arange(1000.0))
+    assert got["tpr_at_0.1pct_fpr"] == 50.0  # only the top member clears the single highest non-member
+    assert got["tpr_at_1pct_fpr"] == 100.0   # both clear the 10 highest non-members
+
+
+@settings(max_examples=50)
+@given(probabilities, st.floats(1.0, 4.0), st.randoms(use_true_random=False))
+def test_rmia_score_is_monotone_in_the_target_probability(p, gamma, rnd):
+    p = np.array(p)
+    mean_p = np.full_like(p, 0.5)
+    population = np.arange(len(p)) % 2 == 0
+    base = rmia_scores(p, mean_p, population, gamma)
+    assert ((0 <= base) & (base <= 1)).all()
+    k = rnd.randrange(len(p))
+    raised = p.copy()
+    raised[k] = min(1.0, p[k] * 1.5)
+    after = rmia_scores(raised, mean_p, population, gamma)
+    assert after[k] >= base[k]  # a more confident true label never lowers x's own score
+
+
+@given(probabilities, st.randoms(use_true_random=False))
+def test_rmia_score_does_not_depend_on_point_order(p, rnd):
+    p = np.array(p)
+    mean_p = np.linspace(0.2, 0.9, len(p))
+    population = np.arange(len(p)) % 3 != 0
+    order = np.array(rnd.sample(range(len(p)), len(p)))
+    got = rmia_scores(p[order], mean_p[order], population[order])
+    np.testing.assert_allclose(got, rmia_scores(p, mean_p, population)[order])
+
+
+def test_rmia_score_matches_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    p, mean_p = rng.uniform(0.01, 1, 50), rng.uniform(0.01, 1, 50)
+    z = np.arange(50) >= 20
+    ratio = p / mean_p
+    pairwise = (ratio[:, None] / ratio[None, z] > 2.0).mean(1)
+    np.testing.assert_allclose(rmia_scores(p, mean_p, z, 2.0), pairwise)
+
+
+def test_offline_mean_uses_out_models_with_the_linear_correction():
+    ref = np.array([[0.2, 0.9], [0.6, 0.1], [0.4, 0.5]])
+    members = np.array([[True, False], [False, False], [False, True]])
+    # point 0: OUT in models 1, 2 -> mean 0.5; point 1: OUT in models 0, 1 -> mean 0.5
+    np.testing.assert_allclose(mean_reference_probability(ref, members, offline=True, offline_a=0.3),
+                               [(1.3 * 0.5 + 0.7) / 2] * 2)
+    np.testing.assert_allclose(mean_reference_probability(ref, members), ref.mean(0))
+
+
+def test_lira_score_rises_with_phi_for_every_example():
+    rng = np.random.default_rng(1)
+    members = np.zeros((8, 30), bool)
+    members[::2] = True
+    noise = rng.normal(0, 1, (4, 30))
+    # IN and OUT models share the noise, so the two Gaussians have one variance: the ratio is linear in φ.
+    ref = np.where(members, 3.0, 0.0) + np.repeat(noise, 2, axis=0)
+    phi = rng.normal(1.5, 2, 30)
+    for offline in (False, True):
+        assert (lira_scores(phi + 0.5, ref, members, offline) > lira_scores(phi, ref, members, offline)).all()
+    # A φ at the IN mean scores above one at the OUT mean, per example.
+    in_mean, out_mean = ref[members[:, 0]].mean(0), ref[~members[:, 0]].mean(0)
+    assert (lira_scores(in_mean, ref, members) > lira_scores(out_mean, ref, members)).all()
+
+
+def test_signals_known_answers():
+    import torch
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 50.0, -50.0]])
+    labels = torch.tensor([0, 1])
+    p = true_class_probability(logits, labels)
+    assert p[0].item() == pytest.approx(np.exp(2) / (np.exp(2) + 2))
+    assert logit_confidence(logits, labels)[0].item() == pytest.approx(np.log(p[0].item() / (1 - p[0].item())))
+    assert logit_confidence(logits, labels)[1].item() == pytest.approx(50.0, abs=1e-6)  # p rounds to 1, φ does not
+    taylor = true_class_probability(logits, labels, temperature=2.0, taylor_order=2)
+    t = np.array([1 + 1 + 0.5, 1, 1])  # 1 + z + z²/2 at z = (1, 0, 0)
+    assert taylor[0].item() == pytest.approx(t[0] / t.sum())
+    with pytest.raises(UnlearnInputError, match="even"):
+        true_class_probability(logits, labels, taylor_order=3)
+
+
+def test_loss_attack_separates_disjoint_losses_and_not_equal_ones():
+    rng = np.random.default_rng(0)
+    assert loss_attack(rng.uniform(0, 1, 100), rng.uniform(2, 3, 300))["accuracy"] == 100.0
+    same = rng.exponential(1.0, 400)
+    got = loss_attack(same[:200], same[200:])
+    assert 35 < got["accuracy"] < 65 and 40 < got["auc"] < 60
+    with pytest.raises(UnlearnInputError, match="at least 10"):
+        loss_attack(np.ones(5), np.ones(50))
+
+
+def test_avg_gap_known_answer_and_identical_metrics():
+    a = {"acc": {"forget": 90.0, "retain": 99.0, "test": 95.0}, "mis": {"mis": 10.0}}
+    b = {"acc.forget": 95.0, "acc.retain": 100.0, "acc.test": 95.0, "mis.mis": 20.0}
+    gap = avg_gap(a, b)
+    assert gap == {"acc.forget": 5.0, "acc.retain": 1.0, "acc.test": 0.0, "mis.mis": 10.0, "avg_gap": 4.0}
+    assert avg_gap(a, a)["avg_gap"] == 0.0
+    assert avg_gap(b, a) == gap  # two-sided
+    with pytest.raises(UnlearnInputError, match="rmia.auc"):
+        avg_gap(a, b, keys=("acc.forget", "rmia.auc"))
+    assert flatten({"x": {"y": {"z": 1}}, "w": 2}) == {"x.y.z": 1, "w": 2}
+
+
+@given(st.lists(st.floats(0, 100), min_size=2, max_size=10))
+def test_bootstrap_interval_brackets_the_mean(values):
+    s = summarize(values, n_bootstrap=300)
+    assert s["ci_low"] - 1e-9 <= s["mean"] <= s["ci_high"] + 1e-9
+    assert min(values) - 1e-9 <= s["ci_low"] and s["ci_high"] <= max(values) + 1e-9
+    assert s["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-9)
+
+
+def test_gap_over_seeds_summaries():
+    runs = [{"acc.forget": f, "acc.retain": 100.0, "acc.test": 95.0, "mis.mis": 10.0} for f in (90.0, 92.0, 94.0)]
+    refs = [{"acc.forget": 95.0, "acc.retain": 100.0, "acc.test": 95.0, "mis.mis": 10.0}] * 3
+    out = gap_over_seeds(runs, refs)
+    assert out["acc.forget"]["mean"] == pytest.approx(3.0) and out["acc.forget"]["std"] == pytest.approx(2.0)
+    assert out["avg_gap"]["mean"] == pytest.approx(0.75)
+    assert gap_over_seeds(refs, refs)["avg_gap"] == {"mean": 0.0, "std": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 3}
+    assert summarize_runs(runs)["acc.forget"]["n"] == 3
+    with pytest.raises(UnlearnInputError, match="pair them"):
+        gap_over_seeds(runs, refs[:2])
