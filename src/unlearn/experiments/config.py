@@ -23,7 +23,16 @@ from unlearn.errors import UnlearnInputError
 
 SETTINGS = ("with_retain", "without_retain")
 # The attacks of the audit contract (`unlearn.audit.evaluate`); "acc" is always computed.
-KNOWN_ATTACKS = ("acc", "mis", "loss", "rmia", "lira")
+CONTRACT_ATTACKS = ("acc", "mis", "loss", "rmia", "lira")
+
+
+def known_attacks() -> tuple[str, ...]:
+    """The audit layer's own list when it has one (it may add attacks), else the contract's."""
+    try:
+        from unlearn.audit import ATTACKS
+    except ImportError:
+        return CONTRACT_ATTACKS
+    return tuple(ATTACKS)
 
 
 class _Strict(BaseModel):
@@ -88,9 +97,10 @@ class AuditSpec(_Strict):
     @field_validator("attacks")
     @classmethod
     def _known_attacks(cls, value):
-        unknown = [a for a in value if a not in KNOWN_ATTACKS]
+        known = known_attacks()
+        unknown = [a for a in value if a not in known]
         if unknown:
-            raise ValueError(f"unknown attack(s) {unknown}; known: {', '.join(KNOWN_ATTACKS)}")
+            raise ValueError(f"unknown attack(s) {unknown}; known: {', '.join(known)}")
         if "acc" not in value:
             value = ["acc", *value]  # every table starts with the accuracies
         return value
