@@ -211,3 +211,23 @@ def test_sg_refuses_bad_input(digits_original, forget, retain, holdout):
             methods.get("sg", **bad).unlearn(digits_original, forget, retain, holdout=holdout)
     with pytest.raises(UnlearnInputError, match="no hyperparameter"):
         methods.get("sg", gamma=1)
+
+
+def test_cli_forget_with_sg_writes_its_history(tmp_path, digits, digits_split, digits_original, capsys):
+    from unlearn import models
+    from unlearn.cli import main
+
+    model_file = models.save_model(digits_original, tmp_path / "original.safetensors")
+    forget_csv = data.save_forget_csv(tmp_path / "forget.csv", digits_split.forget)
+    out = tmp_path / "sg.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["forget", "--model", str(model_file), "--forget", str(forget_csv), "--method", "sg",
+              "--set", "alpha=0.5", "--set", "epochs=2", "--set", "grouping=single", "--out", str(out)])
+    assert int(info.value.code or 0) == 0, capsys.readouterr()
+    models.load_model(out, digits)
+    stats = json.loads((tmp_path / "sg.safetensors.stats.json").read_text())
+    assert [h["epoch"] for h in stats["history"]] == [1, 2] and stats["per_class_auditors"] is False
+    with pytest.raises(SystemExit) as info:  # SG needs D_R: a one-line refusal, exit code 2
+        main(["forget", "--model", str(model_file), "--forget", str(forget_csv), "--method", "sg", "--no-retain",
+              "--out", str(tmp_path / "x.safetensors")])
+    assert info.value.code == 2 and "retain" in capsys.readouterr().err
