@@ -17,6 +17,9 @@ Four measurements in one process (1 torch thread; the machine is shared):
    `unlearn.audit.evaluate` (accuracies, MIS, RMIA with `--n-reference` reference models).
 4. **AMUN + SalUn** and the successive-request variants (AMUN-A vs reusing θ_o's examples) at
    the tuned AMUN settings, on the same seeds.
+6. With `--sweep`: why AMUN does (not) beat the baselines here: AMUN with D_R over lr × epochs ×
+   ε_init on the evaluation seeds (accuracies + MIS), with the mean true-class confidence on D_F
+   next to the retrained model's. A diagnostic, not a selection: selection is part 3's tuning.
 5. With `--cifar PATH` (optional, a few minutes): CIFAR-10 (JPEG q75 copy), small CNN (width 16)
    on a 5,000-image training subset, 10% of it forgotten: the adversarial search's figures, and
    FT / RL / AMUN (lr 0.01, untuned) against Retrain on accuracies and MIS (no RMIA: its
@@ -261,6 +264,33 @@ def cifar(path: Path, bank, epochs: int) -> list[str]:
     return lines
 
 
+def sweep(ds, bank, seeds) -> list[str]:
+    lines = ["| lr | epochs | ε_init | forget acc | test acc | MIS | D_F confidence (retrain) | Avg. Gap (acc + MIS) |",
+             "|" + " --- |" * 8]
+    cells: dict[tuple, list] = {}
+    for seed in seeds:
+        split = data.random_forget(len(ds.train), fraction=0.1, seed=seed)
+        forget, retain = ds.train.subset(split.forget), ds.train.subset(split.retain)
+        original = bank.get(ds, "mlp", None, seed=seed, progress=False)
+        retrained = bank.get(ds, "mlp", split.retain, seed=seed, progress=False)
+        reference = audit.evaluate(retrained, ds, split, attacks=("acc", "mis"), bank=bank, seed=seed)
+        target = float(models.true_class_confidence(retrained, forget).mean())
+        for lr in (0.01, 0.05, 0.1):
+            for epochs in (5, 10, 20):
+                for eps in (None, 0.2, 3.2):  # calibrated (≈ 0.8 here), 4x smaller, 4x larger
+                    model = methods.get("amun", lr=lr, epochs=epochs, epsilon=eps, step_size=epochs).unlearn(
+                        original, forget, retain, seed=seed)
+                    m = evaluate(model, ds, split, reference, bank, seed, 0, ("acc", "mis"))
+                    conf = float(models.true_class_confidence(model, forget).mean())
+                    cells.setdefault((lr, epochs, eps or "calibrated"), []).append(
+                        [m["acc.forget"], m["acc.test"], m["mis.mis"], conf, target, m["gap"]])
+    for (lr, epochs, eps), rows in cells.items():
+        v = np.array(rows)
+        lines.append(f"| {lr} | {epochs} | {eps} | {mean_std(v[:, 0])} | {mean_std(v[:, 1])} | {mean_std(v[:, 2])} | "
+                     f"{v[:, 3].mean():.3f} ({v[:, 4].mean():.3f}) | {mean_std(v[:, 5])} |")
+    return lines
+
+
 def summarise(rows: list[dict]) -> list[str]:
     order = []
     for r in rows:
@@ -287,6 +317,8 @@ def main() -> None:
     parser.add_argument("--cifar", type=Path, default=None, help="CIFAR-10 copy (folder or .tar.gz): add part 5")
     parser.add_argument("--cifar-epochs", type=int, default=20)
     parser.add_argument("--only-cifar", action="store_true", help="run part 5 alone")
+    parser.add_argument("--sweep", action="store_true", help="add part 6 (AMUN over lr x epochs x epsilon)")
+    parser.add_argument("--only-sweep", action="store_true", help="run part 6 alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = data.load("digits")
@@ -294,6 +326,10 @@ def main() -> None:
         bank = ModelBank(args.bank or tmp)
         if args.only_cifar:
             print("\n".join(["## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)))
+            return
+        if args.only_sweep:
+            print("\n".join(["## 6. AMUN with D_R over lr × epochs × ε_init (constant lr)"]
+                             + sweep(ds, bank, args.seeds)))
             return
         start = time.perf_counter()
         out = [f"digits, MLP 256-256 (recipe 'digits'), 10% random forget; torch {torch.__version__}, "
@@ -315,6 +351,8 @@ def main() -> None:
                                               for (label, r), p in chosen.items())]
         out += ["", "## 4. Successive requests (5 × 2% of D, with D_R)"]
         out += successive(ds, bank, chosen, args.seeds)
+        if args.sweep:
+            out += ["", "## 6. AMUN with D_R over lr × epochs × ε_init (constant lr)"] + sweep(ds, bank, args.seeds)
         if args.cifar:
             out += ["", "## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)
         out += ["", f"total {time.perf_counter() - start:.0f} s"]
