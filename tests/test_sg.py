@@ -206,7 +206,8 @@ def test_sg_refuses_bad_input(digits_original, forget, retain, holdout):
     with pytest.raises(UnlearnInputError, match="retain"):
         sg.unlearn(digits_original, forget, None, holdout=holdout)
     for bad in ({"alpha": -1}, {"base": "ga"}, {"auditor": "tree"}, {"features": "probs"}, {"lr": 0},
-                {"grouping": "none"}, {"epochs": 0}):
+                {"grouping": "none"}, {"epochs": 0}, {"epochs": "3"}, {"l2": 0}, {"train_fraction": 1.0},
+                {"attack_lr": -1.0}):
         with pytest.raises(UnlearnInputError):
             methods.get("sg", **bad).unlearn(digits_original, forget, retain, holdout=holdout)
     with pytest.raises(UnlearnInputError, match="no hyperparameter"):

@@ -104,17 +104,21 @@ class SG(Method):
         self.grouping = grouping
 
     def _check(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0 and math.isfinite(self.alpha)):
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not (number(self.alpha) and self.alpha >= 0):
             raise UnlearnInputError(f"sg: alpha must be a finite number >= 0, got {self.alpha!r}")
         if self.base not in ("ft", "rl"):
             raise UnlearnInputError(f"sg: base must be 'ft' or 'rl', got {self.base!r}")
-        for key in ("lr", "l2"):
-            if not getattr(self, key) > 0:
-                raise UnlearnInputError(f"sg: {key} must be positive, got {getattr(self, key)!r}")
-        if self.attack_lr is not None and not self.attack_lr > 0:
-            raise UnlearnInputError(f"sg: attack_lr must be positive, got {self.attack_lr!r}")
-        if int(self.epochs) != self.epochs or self.epochs < 1:
-            raise UnlearnInputError(f"sg: epochs must be a positive integer, got {self.epochs!r}")
+        for key in ("lr", "l2") + (("attack_lr",) if self.attack_lr is not None else ()):
+            if not (number(getattr(self, key)) and getattr(self, key) > 0):
+                raise UnlearnInputError(f"sg: {key} must be a positive number, got {getattr(self, key)!r}")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("n_splits", 1)):
+            if not (isinstance(getattr(self, key), int) and getattr(self, key) >= low):
+                raise UnlearnInputError(f"sg: {key} must be an integer >= {low}, got {getattr(self, key)!r}")
+        if not (number(self.train_fraction) and 0 < self.train_fraction < 1):
+            raise UnlearnInputError(f"sg: train_fraction must lie in (0, 1), got {self.train_fraction!r}")
         if self.auditor not in AUDITORS:
             raise UnlearnInputError(f"sg: auditor must be one of {AUDITORS}, got {self.auditor!r}")
         if self.features not in FEATURES:
