@@ -232,3 +232,20 @@ def test_cli_forget_with_sg_writes_its_history(tmp_path, digits, digits_split, d
         main(["forget", "--model", str(model_file), "--forget", str(forget_csv), "--method", "sg", "--no-retain",
               "--out", str(tmp_path / "x.safetensors")])
     assert info.value.code == 2 and "retain" in capsys.readouterr().err
+
+
+def test_attacker_step_scores_batchnorm_models_in_eval_mode(digits, forget, holdout):
+    """The auditor's batches must not move BatchNorm's running statistics (a defect of the public code)."""
+    from unlearn.models import create
+
+    torch.manual_seed(0)
+    model = create("cnn", digits, width=8)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    assert any("running_mean" in k for k in buffers)
+    sg = methods.get("sg", alpha=1.0, grouping="single")
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=0)
+    scale = feature_scale(*sg._features(model, forget, holdout, "cpu"), tasks)
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    sg._attack_step(model, forget, holdout, tasks, scale, torch.optim.SGD(model.parameters(), lr=0.01), "cpu")
+    assert all(torch.equal(buffers[k], v) for k, v in model.named_buffers())
+    assert any(not torch.equal(weights[k], v) for k, v in model.named_parameters())
