@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_sg.py cost            # seconds per epoch by phase, fraction of retraining
     .venv/bin/python benchmarks/bench_sg.py mia --seeds 3   # MIA accuracy on D_F vs held-out data, α = 0 vs α > 0
     .venv/bin/python benchmarks/bench_sg.py gap --seeds 3   # Avg. Gap to Retrain beside FT, RL, AMUN (lr tuned)
+    .venv/bin/python benchmarks/bench_sg.py auditors        # U_a over the epochs: logistic vs squared-hinge auditor
 
 Protocol (BENCHMARKS.md, `digits`): MLP with the "digits" recipe, 10% random forget set drawn
 with the run's seed, original and retrained models from the model bank (trained once; `cost`
@@ -119,6 +120,20 @@ def part_mia(args, bank):
               + f" | {delta} | {lower} | {mean_std(fa)} | {mean_std(ra)} | {mean_std(ta)} |")
 
 
+def part_auditors(args, bank):
+    """Why the default auditor is logistic: U_a over the epochs with each torch auditor (α = 1)."""
+    s = setting(args.seed, bank)
+    print(f"digits seed {args.seed}, SG α=1, {args.epochs} epochs, per-class auditors")
+    print("| auditor | min U_a over epochs | final U_a | selected epoch | forget acc | test acc (eval half) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for kind in ("logistic", "sqhinge"):
+        sg = methods.get("sg", alpha=1.0, epochs=args.epochs, auditor=kind)
+        model = sg.unlearn(s["original"], s["forget"], s["retain"], seed=args.seed, holdout=s["holdout"])
+        utilities = [h["utility"] for h in sg.stats_["history"]]
+        print(f"| {kind} | {min(utilities):.4g} | {utilities[-1]:.4g} | {sg.stats_['selected_epoch']} | "
+              f"{accuracy(model, s['forget']):.2f} | {accuracy(model, s['evaluation_set']):.2f} |")
+
+
 LRS = [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5]  # the grid bench_amun.py tunes every method on
 ALPHAS = [0.0, 0.5, 1.0, 2.0, 5.0]
 GAP_KEYS = ("acc.forget", "acc.retain", "acc.test", "mis.mis")
@@ -211,7 +226,7 @@ def part_gap(args, bank):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["cost", "mia", "gap"])
+    parser.add_argument("part", choices=["cost", "mia", "gap", "auditors"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="cost: the seed of the one setting timed")
     parser.add_argument("--epochs", type=int, default=30)
@@ -223,7 +238,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     bank = ModelBank(args.bank)
-    {"cost": part_cost, "mia": part_mia, "gap": part_gap}[args.part](args, bank)
+    {"cost": part_cost, "mia": part_mia, "gap": part_gap, "auditors": part_auditors}[args.part](args, bank)
 
 
 if __name__ == "__main__":
