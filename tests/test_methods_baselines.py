@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -82,9 +84,15 @@ def test_divergence_names_method_and_step_and_leaves_the_model_untouched(digits_
     assert same_weights(weights(digits_original), before)
 
 
-def test_unknown_hyperparameter_is_refused():
+@pytest.mark.parametrize("name", ["ft", "rl", "ga", "neggrad+", "bs", "l1-sparse", "salun", "scrub"])
+def test_unusable_hyperparameters_are_refused_by_name(name, digits_original, sets):
+    forget, retain = sets
     with pytest.raises(UnlearnInputError, match="no hyperparameter"):
-        methods.get("ft", learning_rate=0.1)
+        methods.get(name, learning_rate=0.1)
+    for bad in ({"lr": -0.1}, {"lr": "0.1"}, {"epochs": 2.5}, {"batch_size": 0}):
+        key = next(iter(bad))
+        with pytest.raises(UnlearnInputError, match=re.escape(f"{name}: {key} must be")):
+            methods.get(name, **bad).unlearn(digits_original, forget, retain)
 
 
 def _cli(args, capsys) -> tuple[int, str]:
@@ -117,6 +125,8 @@ def test_cli_forget_refuses_bad_requests_with_exit_2(tmp_path, digits_split, dig
     assert code == 2 and "unknown method" in text
     code, text = _cli(base + ["--method", "ga", "--set", "lr=1.0e+8"], capsys)
     assert code == 2 and "ga: loss became" in text
+    code, text = _cli(base + ["--method", "rl", "--set", "lr=1e-3"], capsys)  # YAML reads 1e-3 as a string
+    assert code == 2 and "rl: lr must be a positive number, got '1e-3'" in text
     assert not (tmp_path / "o.st").exists()
 
 

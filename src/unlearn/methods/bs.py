@@ -16,7 +16,7 @@ from __future__ import annotations
 from unlearn.attacks import fgsm
 from unlearn.data import ArrayDataset
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import finetune, finetune_recipe
+from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
 from unlearn.training import Source
 
 
@@ -44,6 +44,7 @@ class BoundaryShrink(Method):
         self.bound, self.lr, self.epochs, self.batch_size = bound, lr, epochs, batch_size
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         # `model` is already the method's own copy and untouched so far: it is θ_o for the attack.
         neighbour = fgsm(model, forget.x, forget.y, self.bound, norm="linf", device=device)
         self.stats_ = {"n_forget": len(forget), "n_moved": int(neighbour.success.sum()), "bound": self.bound}

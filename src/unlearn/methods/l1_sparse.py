@@ -14,7 +14,7 @@ import math
 import torch.nn.functional as F
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import finetune, finetune_recipe
+from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
 from unlearn.training import Source
 
 
@@ -41,6 +41,7 @@ class L1Sparse(Method):
         self.gamma, self.lr, self.epochs, self.batch_size = gamma, lr, epochs, batch_size
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         params = [p for p in model.parameters() if p.requires_grad]
         steps_per_epoch = math.ceil(len(retain) / self.batch_size)
         step = 0

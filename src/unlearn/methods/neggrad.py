@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import finetune, finetune_recipe
+from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
 from unlearn.training import Source
 
 
@@ -61,6 +61,7 @@ class NegGradPlus(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         from unlearn.errors import UnlearnInputError
 
         if not 0.0 <= self.beta <= 1.0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from unlearn.methods.base import Method, register
 from unlearn.methods.rl import random_label_sources
-from unlearn.methods.shared import finetune, finetune_recipe, saliency_mask
+from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe, saliency_mask
 
 
 @register
@@ -44,6 +44,7 @@ class SalUn(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         from unlearn.errors import UnlearnInputError
 
         if not 0.0 < self.ratio <= 1.0:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from unlearn.methods.base import Method, register
 from unlearn.methods.distill import distill_pass, kl_to_teacher
+from unlearn.methods.shared import check_finetune_hparams
 
 
 @register
@@ -47,6 +48,8 @@ class SCRUB(Method):
         self.batch_size, self.forget_batch_size = batch_size, forget_batch_size
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        check_finetune_hparams(self.name, self.lr, self.max_epochs, self.forget_batch_size)
         teacher = copy.deepcopy(model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)

@@ -90,3 +90,19 @@ def finetune(model: nn.Module, sources: Sequence[Source], recipe: Recipe, *, see
     """Fine-tune `model` in place on the union of `sources`, optionally only inside `mask`."""
     after_step = MaskedUpdate(model, mask) if mask is not None else None
     return fit(model, sources, recipe, seed=seed, device=device, name=name, loss_fn=loss_fn, after_step=after_step)
+
+
+def check_finetune_hparams(method: str, lr, epochs, batch_size) -> None:
+    """Refuse learning rates, epochs and batch sizes a fine-tuning method cannot use, naming which.
+
+    Values arrive from configs and `--set key=value` as YAML scalars, where e.g. `1e-3` without a
+    dot is a *string*; without this check such a value fails deep inside the optimiser.
+    """
+    from unlearn.errors import UnlearnInputError
+
+    numeric = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+    if not numeric or not lr > 0:
+        raise UnlearnInputError(f"{method}: lr must be a positive number, got {lr!r} (write 1.0e-3, not 1e-3, in YAML)")
+    for key, value, least in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UnlearnInputError(f"{method}: {key} must be an integer >= {least}, got {value!r}")
