@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from unlearn.attacks import fgsm
 from unlearn.data import ArrayDataset
+from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
 from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
 from unlearn.training import Source
@@ -45,6 +46,8 @@ class BoundaryShrink(Method):
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        if not (isinstance(self.bound, (int, float)) and self.bound > 0):
+            raise UnlearnInputError(f"bs: bound must be a positive number, got {self.bound!r}")
         # `model` is already the method's own copy and untouched so far: it is θ_o for the attack.
         neighbour = fgsm(model, forget.x, forget.y, self.bound, norm="linf", device=device)
         self.stats_ = {"n_forget": len(forget), "n_moved": int(neighbour.success.sum()), "bound": self.bound}

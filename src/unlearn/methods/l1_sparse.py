@@ -13,6 +13,7 @@ import math
 
 import torch.nn.functional as F
 
+from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
 from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
 from unlearn.training import Source
@@ -42,6 +43,8 @@ class L1Sparse(Method):
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
+            raise UnlearnInputError(f"l1-sparse: gamma must be a number >= 0, got {self.gamma!r}")
         params = [p for p in model.parameters() if p.requires_grad]
         steps_per_epoch = math.ceil(len(retain) / self.batch_size)
         step = 0

@@ -64,7 +64,7 @@ class NegGradPlus(Method):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         from unlearn.errors import UnlearnInputError
 
-        if not 0.0 <= self.beta <= 1.0:
+        if not (isinstance(self.beta, (int, float)) and 0.0 <= self.beta <= 1.0):
             raise UnlearnInputError(f"neggrad+: beta must lie in [0, 1], got {self.beta}")
         recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
         sources = ([Source(retain)] if retain is not None and len(retain) else []) + [Source(forget)]

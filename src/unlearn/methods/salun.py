@@ -47,7 +47,7 @@ class SalUn(Method):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         from unlearn.errors import UnlearnInputError
 
-        if not 0.0 < self.ratio <= 1.0:
+        if not (isinstance(self.ratio, (int, float)) and 0.0 < self.ratio <= 1.0):
             raise UnlearnInputError(f"salun: ratio must lie in (0, 1], got {self.ratio}")
         mask = saliency_mask(model, forget, self.ratio, device=device)
         chosen = sum(int(m.sum()) for m in mask.values())

@@ -17,6 +17,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
 from unlearn.methods.distill import distill_pass, kl_to_teacher
 from unlearn.methods.shared import check_finetune_hparams
@@ -50,6 +51,8 @@ class SCRUB(Method):
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
         check_finetune_hparams(self.name, self.lr, self.max_epochs, self.forget_batch_size)
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise UnlearnInputError(f"scrub: temperature must be a positive number, got {self.temperature!r}")
         teacher = copy.deepcopy(model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)

@@ -81,8 +81,8 @@ class SISA:
 
     def __init__(self, estimator: Any = "mlp", shards: int = 5, slices: int = 4, aggregation: str = "vote",
                  recipe=None, arch_args: dict | None = None, seed: int = 0, device: str | torch.device = "cpu"):
-        if int(shards) < 1 or int(slices) < 1:
-            raise UnlearnInputError(f"sisa: shards and slices must be at least 1, got {shards} and {slices}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (shards, slices)):
+            raise UnlearnInputError(f"sisa: shards and slices must be integers >= 1, got {shards} and {slices}")
         if aggregation not in AGGREGATIONS:
             raise UnlearnInputError(f"sisa: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if isinstance(estimator, str) and estimator in SKLEARN_SHORTCUTS:
