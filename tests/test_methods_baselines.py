@@ -214,6 +214,8 @@ def test_scrub_distillation_known_answers_and_behaviour(digits, digits_original,
     pushed = methods.get("scrub", lr=0.05).unlearn(digits_original, forget, None, seed=8)
     teacher_f = models.logits(digits_original, forget)
     assert float(kl_to_teacher(models.logits(pushed, forget), teacher_f, 4.0)) > 1e-3
+    augmented = methods.get("scrub", lr=0.05, crop_padding=1, flip=True).unlearn(digits_original, forget, None, seed=8)
+    assert not same_weights(weights(augmented), weights(pushed))  # the passes saw cropped/flipped inputs
 
 
 @settings(max_examples=40, deadline=None)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearn.data import ArrayDataset, as_float
+from unlearn.data import ArrayDataset, as_float, augment
 from unlearn.errors import DivergenceError
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -31,14 +31,18 @@ def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 
 def distill_pass(student: nn.Module, teacher: nn.Module, data: ArrayDataset, optimizer: torch.optim.Optimizer,
                  objective: Objective, *, batch_size: int, generator: torch.Generator, device: torch.device,
-                 name: str, step: int = 0) -> int:
-    """One shuffled pass minimising `objective` over `data`; returns the updated global step count."""
+                 name: str, step: int = 0, crop_padding: int = 0, flip: bool = False) -> int:
+    """One shuffled pass minimising `objective` over `data`; returns the updated global step count.
+
+    Teacher and student see the same augmented batch (the teacher's targets follow the input).
+    """
     student.train()
     teacher.eval()
     order = torch.randperm(len(data), generator=generator)
     for start in range(0, len(data), batch_size):
         idx = order[start:start + batch_size]
-        x, y = as_float(data.x[idx].to(device)), data.y[idx].to(device)
+        x = augment(as_float(data.x[idx].to(device)), generator, crop_padding, flip)
+        y = data.y[idx].to(device)
         with torch.no_grad():
             teacher_logits = teacher(x)
         loss = objective(student(x), teacher_logits, y)

@@ -29,6 +29,7 @@ class L1Sparse(Method):
     lr : SGD learning rate (paper's scripts: 0.01).
     epochs : passes over D_R (default 10).
     batch_size : 128, momentum 0.9, weight decay 5e-4.
+    crop_padding, flip : augmentation of D_R (off by default, see `FT`).
 
     References
     ----------
@@ -38,8 +39,10 @@ class L1Sparse(Method):
     name = "l1-sparse"
     requires_retain = True
 
-    def __init__(self, gamma: float = 5e-4, lr: float = 0.01, epochs: int = 10, batch_size: int = 128):
+    def __init__(self, gamma: float = 5e-4, lr: float = 0.01, epochs: int = 10, batch_size: int = 128,
+                 crop_padding: int = 0, flip: bool = False):
         self.gamma, self.lr, self.epochs, self.batch_size = gamma, lr, epochs, batch_size
+        self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
@@ -56,5 +59,5 @@ class L1Sparse(Method):
             gamma = self.gamma * (1.0 - epoch / self.epochs)
             return F.cross_entropy(logits, labels) + gamma * sum(p.abs().sum() for p in params)
 
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size)
+        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
         return finetune(model, [Source(retain)], recipe, seed=seed, device=device, name=self.name, loss_fn=loss)

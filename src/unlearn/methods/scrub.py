@@ -5,7 +5,7 @@ epochs, a max-step pass over D_F maximises KL(teacher ‖ student); then a min-s
 minimises γ·CE + α·KL(teacher ‖ student) (Kurmanji et al., NeurIPS 2023, Alg. 1; T = 4, 2 max-step
 epochs of 3, the paper's CIFAR defaults). One SGD optimiser serves both passes, as in the
 public code. Without D_R only the max-steps remain (our choice, so that the "without D_R" column
-exists; expect it to damage the model more, since nothing anchors it on D_R). No augmentation.
+exists; expect it to damage the model more, since nothing anchors it on D_R).
 
     new = unlearn.methods.get("scrub").unlearn(model, forget, retain)
 """
@@ -34,6 +34,8 @@ class SCRUB(Method):
     ce_weight, kl_weight : γ and α of the min-step loss γ·CE + α·KL (public code: 0.99, 0.001).
     lr : SGD learning rate (public code: 5e-4), momentum 0.9, weight decay 5e-4.
     batch_size : D_R batch (128); `forget_batch_size`: D_F batch of the max-steps (32).
+    crop_padding, flip : augmentation of both passes (the public code's CIFAR loaders augment;
+        off by default, see `FT`).
 
     References
     ----------
@@ -43,10 +45,12 @@ class SCRUB(Method):
     name = "scrub"
 
     def __init__(self, epochs: int = 3, max_epochs: int = 2, temperature: float = 4.0, ce_weight: float = 0.99,
-                 kl_weight: float = 0.001, lr: float = 5e-4, batch_size: int = 128, forget_batch_size: int = 32):
+                 kl_weight: float = 0.001, lr: float = 5e-4, batch_size: int = 128, forget_batch_size: int = 32,
+                 crop_padding: int = 0, flip: bool = False):
         self.epochs, self.max_epochs, self.temperature = epochs, max_epochs, temperature
         self.ce_weight, self.kl_weight, self.lr = ce_weight, kl_weight, lr
         self.batch_size, self.forget_batch_size = batch_size, forget_batch_size
+        self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
         check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
@@ -71,9 +75,9 @@ class SCRUB(Method):
             if epoch < self.max_epochs:
                 step = distill_pass(model, teacher, forget, optimizer, away_from_teacher,
                                     batch_size=self.forget_batch_size, generator=gen, device=device,
-                                    name=self.name, step=step)
+                                    name=self.name, step=step, crop_padding=self.crop_padding, flip=self.flip)
             if retain is not None and len(retain):
                 step = distill_pass(model, teacher, retain, optimizer, close_to_teacher,
                                     batch_size=self.batch_size, generator=gen, device=device,
-                                    name=self.name, step=step)
+                                    name=self.name, step=step, crop_padding=self.crop_padding, flip=self.flip)
         return model
