@@ -29,7 +29,7 @@ def demo_protocol(seed: int = 0, device: str = "cpu", n_reference: int = DEMO_RE
         "settings": ["with_retain", "without_retain"],
         "methods": {name: DEMO_HPARAMS.get(name) for name in methods.available()},
         "audit": {"attacks": ["acc", "mis", "loss", "rmia"], "n_reference": n_reference, "holdout": True},
-        "device": device,
+        "device": device, "torch_threads": 1,  # digits models are too small to gain from more
     }
 
 

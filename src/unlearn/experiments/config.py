@@ -135,6 +135,10 @@ class Config(_Strict):
     audit: AuditSpec = Field(default_factory=AuditSpec)
     tune: TuneSpec = Field(default_factory=TuneSpec)
     device: str = "cpu"
+    # Intra-op threads of torch in the bench process (None: torch's default, one per core). Small
+    # models (digits) gain nothing from more than one, and on a shared machine extra threads
+    # thrash: the digits MLP trained in 17 s with 1 thread and 107 s with 2 at load average 10.
+    torch_threads: int | None = Field(None, ge=1)
 
     @field_validator("recipe")
     @classmethod

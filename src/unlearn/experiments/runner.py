@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from unlearn.bank import ModelBank
@@ -78,13 +79,18 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (run_dir / "environment.json").write_text(json.dumps(environment(backend), indent=1))
+    env = environment(backend)
+    env["torch_threads"] = config.torch_threads or env["torch_threads"]
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=1))
     bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
     dataset = dataset_of(*config.dataset_spec)
     plan = resolve(config, dataset)
     executor = make_executor(backend, address)
     result = BenchResult(run_dir, plan, [])
+    threads = torch.get_num_threads()
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
     try:
         originals, retrains = _train_stage(plan, bank, executor, result, progress, log)
         oracle = _run_stage(plan.oracle, plan, retrains, retrains, None, bank, store, executor, result,
@@ -94,6 +100,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
                    "unlearning and auditing")
     finally:
         executor.close()
+        torch.set_num_threads(threads)
     for job in plan.not_applicable:
         result.records.append({"id": job.id, **job.describe(), "status": "n/a",
                                "error": f"{job.method} needs the retain set"})
