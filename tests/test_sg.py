@@ -25,6 +25,7 @@ from unlearn.methods.sg_auditor import (
     feature_scale,
     implicit_optimum,
     solve_auditor,
+    solve_auditors,
 )
 from unlearn.models import logits
 
@@ -130,6 +131,13 @@ def test_solver_reaches_the_unique_optimum(seed, n, d, l2, kind):
     assert grad.abs().max() < 1e-8
     # Its value is the solver's: the implicit correction changes gradients, not values.
     assert torch.allclose(implicit_optimum(X.requires_grad_(True), t, kind, l2).detach(), theta.detach())
+    # Batched with another problem and padded with junk rows of weight 0: the same optimum.
+    junk = torch.randn(5, d + 1, generator=gen, dtype=torch.float64) * 100
+    X2 = torch.stack([torch.cat([X.detach(), junk]), torch.cat([X.detach()[:, :], junk])[torch.randperm(n + 5)]])
+    t2 = torch.stack([torch.cat([t, torch.ones(5, dtype=torch.float64)]), torch.zeros(n + 5, dtype=torch.float64)])
+    w2 = torch.stack([torch.cat([torch.full((n,), 1.0 / n), torch.zeros(5)]), torch.full((n + 5,), 1.0 / (n + 5))])
+    batched = solve_auditors(X2, t2, w2.double(), kind, l2, tol=1e-10)
+    assert torch.allclose(batched[0], theta.detach(), atol=1e-8)
 
 
 def test_audit_tasks_are_balanced_stratified_and_disjoint(forget, holdout):

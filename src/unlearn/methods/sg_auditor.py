@@ -143,79 +143,112 @@ def auditor_loss(margins: torch.Tensor, targets: torch.Tensor, kind: str) -> tor
     raise UnlearnInputError(f"unknown auditor {kind!r}; use one of {AUDITORS}")
 
 
-def _gradient(theta: torch.Tensor, X: torch.Tensor, t: torch.Tensor, kind: str, l2: float) -> torch.Tensor:
+# The solver works on a batch of T auditor problems at once, padded to a common row count n:
+# X (T, n, d) with the bias column, targets t (T, n), row weights w (T, n) = 1/n_k on a problem's
+# own rows and 0 on padding, so L_k(θ) = Σ_i w_ki ℓ(t_ki, θ_k·x_ki) + (λ/2)‖θ_k‖².
+
+def _margins(theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    return (X @ theta[..., None]).squeeze(-1)
+
+
+def _gradient(theta, X, t, w, kind: str, l2: float) -> torch.Tensor:
     """∇_θ L, written out so that autograd can take its derivative in X (the mixed term ∂²L/∂θ∂X)."""
-    margins = X @ theta
+    margins = _margins(theta, X)
     if kind == "logistic":
         dloss = torch.sigmoid(margins) - t
     else:
         signs = 2 * t - 1
         dloss = -2 * signs * F.relu(1 - signs * margins)
-    return X.T @ dloss / len(t) + l2 * theta
+    return (X.transpose(1, 2) @ (w * dloss)[..., None]).squeeze(-1) + l2 * theta
 
 
-def _hessian(theta: torch.Tensor, X: torch.Tensor, t: torch.Tensor, kind: str, l2: float) -> torch.Tensor:
-    margins = X @ theta
+def _hessian(theta, X, t, w, kind: str, l2: float) -> torch.Tensor:
+    margins = _margins(theta, X)
     if kind == "logistic":
         p = torch.sigmoid(margins)
         curvature = p * (1 - p)
     else:  # squared hinge: piecewise quadratic, curvature 2 on the rows inside the margin
         curvature = 2.0 * ((1 - (2 * t - 1) * margins) > 0).to(X.dtype)
-    return (X.T * curvature) @ X / len(t) + l2 * torch.eye(X.shape[1], dtype=X.dtype)
+    return X.transpose(1, 2) @ (X * (w * curvature)[..., None]) + l2 * torch.eye(X.shape[-1], dtype=X.dtype)
 
 
-def _objective(theta, X, t, kind, l2):
-    return auditor_loss(X @ theta, t, kind).mean() + 0.5 * l2 * theta.dot(theta)
+def _objective(theta, X, t, w, kind: str, l2: float) -> torch.Tensor:
+    return (w * auditor_loss(_margins(theta, X), t, kind)).sum(-1) + 0.5 * l2 * theta.pow(2).sum(-1)
+
+
+def _check_torch_auditor(kind: str, l2: float) -> None:
+    if kind not in ("logistic", "sqhinge"):
+        raise UnlearnInputError(f"the torch auditor solves 'logistic' or 'sqhinge', not {kind!r}")
+    if not l2 > 0:
+        raise UnlearnInputError(f"the auditor's ridge l2 must be positive (it makes the optimum unique), got {l2}")
 
 
 @torch.no_grad()
-def solve_auditor(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
-                  tol: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
-    """θ* = argmin L(θ; X) by Newton's method with backtracking, to ‖∇L‖∞ <= tol or float64 precision.
+def solve_auditors(X: torch.Tensor, t: torch.Tensor, w: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
+                   tol: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
+    """θ*_k = argmin L_k for a batch of problems (see above), by Newton's method with backtracking.
 
-    `X` already carries the bias column. L is λ-strongly convex, so Newton converges fast
-    (quadratically for the logistic loss; finitely, in practice, for the piecewise-quadratic
-    squared hinge).
+    Each problem stops when ‖∇L_k‖∞ <= tol or when it is optimal to float64 precision (no step
+    lowers L_k measurably, or the step no longer changes θ_k). L_k is λ-strongly convex, so Newton
+    converges in a handful of iterations (quadratically for the logistic loss; finitely, in
+    practice, for the piecewise-quadratic squared hinge).
     """
-    if kind not in ("logistic", "sqhinge"):
-        raise UnlearnInputError(f"the torch auditor solves 'logistic' or 'sqhinge', not {kind!r}")
-    if l2 <= 0:
-        raise UnlearnInputError(f"the auditor's ridge l2 must be positive (it makes the optimum unique), got {l2}")
-    X, t = X.double(), t.double()
-    theta = torch.zeros(X.shape[1], dtype=torch.float64)
-    value = _objective(theta, X, t, kind, l2)
+    _check_torch_auditor(kind, l2)
+    X, t, w = X.double(), t.double(), w.double()
+    theta = torch.zeros(X.shape[0], X.shape[-1], dtype=torch.float64)
+    value = _objective(theta, X, t, w, kind, l2)
+    active = torch.ones(X.shape[0], dtype=torch.bool)
     for _ in range(max_iter):
-        grad = _gradient(theta, X, t, kind, l2)
-        if grad.abs().max() <= tol:
+        grad = _gradient(theta, X, t, w, kind, l2)
+        active &= grad.abs().amax(-1) > tol
+        if not active.any():
             break
-        step = torch.linalg.solve(_hessian(theta, X, t, kind, l2), grad)
-        for halvings in range(30):
-            candidate = theta - 0.5**halvings * step
-            new_value = _objective(candidate, X, t, kind, l2)
-            if new_value <= value - 1e-4 * 0.5**halvings * grad.dot(step):
+        step = torch.linalg.solve(_hessian(theta, X, t, w, kind, l2), grad)
+        decrease = (grad * step).sum(-1)
+        size = torch.ones_like(value)
+        accepted = ~active  # finished problems take no step
+        for _ in range(30):
+            trial = theta - size[:, None] * step
+            trial_value = _objective(trial, X, t, w, kind, l2)
+            ok = ~accepted & (trial_value <= value - 1e-4 * size * decrease)
+            theta = torch.where(ok[:, None], trial, theta)
+            value = torch.where(ok, trial_value, value)
+            accepted |= ok
+            if accepted.all():
                 break
-        else:
-            # No step lowers L measurably: θ is optimal to float64 precision (the gradient is then
-            # ~1e-9 or less, where a decrease of L falls below rounding).
-            break
-        theta, value = candidate, new_value
-        if (0.5**halvings * step).abs().max() <= 1e-12 * (1 + theta.abs().max()):
-            break  # the step no longer changes θ in float64: optimal to precision (large features)
+            size = torch.where(accepted, size, size / 2)
+        moved = (size[:, None] * step).abs().amax(-1) > 1e-12 * (1 + theta.abs().amax(-1))
+        active &= accepted & moved
     return theta
 
 
-def implicit_optimum(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
-                     tol: float = 1e-10) -> torch.Tensor:
-    """θ*(X) whose value is the solved optimum and whose gradient in X is −H⁻¹ ∂²L/∂θ∂X.
+def solve_auditor(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
+                  tol: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
+    """θ* = argmin mean_i ℓ(t_i, θ·x_i) + (λ/2)‖θ‖² for one problem; `X` (n, d) carries the bias column."""
+    weights = torch.full((1, len(t)), 1.0 / len(t), dtype=torch.float64)
+    return solve_auditors(X[None], t[None], weights, kind, l2, tol, max_iter)[0]
+
+
+def implicit_optima(X: torch.Tensor, t: torch.Tensor, w: torch.Tensor, kind: str = "logistic",
+                    l2: float = 1e-2, tol: float = 1e-10) -> torch.Tensor:
+    """θ*(X) whose value is the solved optimum and whose gradient in X is −H⁻¹ ∂²L/∂θ∂X (batched).
 
     θ* is found without a graph; then θ* − H⁻¹∇_θL(θ*, X) with H⁻¹ held constant has, at the
     optimum (∇_θL = 0), exactly the implicit derivative, and autograd supplies ∂²L/∂θ∂X. The
     correction is added as (c − c.detach()) so the value stays the solver's θ*.
     """
-    theta = solve_auditor(X.detach(), t, kind, l2, tol)
-    hessian = _hessian(theta, X.detach().double(), t.double(), kind, l2)
-    correction = -torch.linalg.solve(hessian, _gradient(theta, X.double(), t.double(), kind, l2))
+    X, t, w = X.double(), t.double(), w.double()
+    theta = solve_auditors(X.detach(), t, w, kind, l2, tol)
+    hessian = _hessian(theta, X.detach(), t, w, kind, l2)
+    correction = -torch.linalg.solve(hessian, _gradient(theta, X, t, w, kind, l2))
     return theta + (correction - correction.detach())
+
+
+def implicit_optimum(X: torch.Tensor, t: torch.Tensor, kind: str = "logistic", l2: float = 1e-2,
+                     tol: float = 1e-10) -> torch.Tensor:
+    """`implicit_optima` for one problem, `X` (n, d) with the bias column."""
+    weights = torch.full((1, len(t)), 1.0 / len(t), dtype=torch.float64)
+    return implicit_optima(X[None], t[None], weights, kind, l2, tol)[0]
 
 
 def cvxpylayers_available() -> bool:
@@ -281,16 +314,27 @@ def feature_scale(member_features: torch.Tensor, nonmember_features: torch.Tenso
     return stacked[used].mean(0), stacked[used].std(0).nan_to_num(1.0).clamp_min(1e-6)
 
 
+def _padded(parts: list[torch.Tensor], n_members: int):
+    """Row indices padded to one length, their targets, and weights 1/n_k (0 on padding)."""
+    width = max(len(p) for p in parts)
+    index = torch.zeros(len(parts), width, dtype=torch.long)
+    weights = torch.zeros(len(parts), width, dtype=torch.float64)
+    for k, rows in enumerate(parts):
+        index[k, :len(rows)] = rows
+        weights[k, :len(rows)] = 1.0 / len(rows)
+    return index, (index < n_members).double(), weights
+
+
 def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks: list[AuditorTask], *,
           kind: str = "sqhinge", l2: float = 1e-2, tol: float = 1e-10,
           scale: tuple[torch.Tensor, torch.Tensor] | None = None, solver: str = "auto") -> AuditOutcome:
     """Fit every auditor task on its training rows; score it on its test rows.
 
     U_a = mean over auditors of minus the held-out loss (`kind`'s own loss). Gradients flow into
-    both feature tensors: through θ* by implicit differentiation (torch auditors) or the
-    cvxpylayers layer (`kind="svm"`), and directly through the held-out rows. Features are
-    standardised by `scale` (default: `feature_scale` of these features, held constant).
-    `solver`: "torch", "cvxpylayers" or "auto" (cvxpylayers for "svm", torch otherwise).
+    both feature tensors: through θ* by implicit differentiation (torch auditors, all tasks in one
+    batched solve) or the cvxpylayers layer (`kind="svm"`), and directly through the held-out
+    rows. Features are standardised by `scale` (default: `feature_scale` of these features, held
+    constant). `solver`: "torch", "cvxpylayers" or "auto" (cvxpylayers for "svm", torch otherwise).
     """
     if kind not in AUDITORS:
         raise UnlearnInputError(f"unknown auditor {kind!r}; use one of {AUDITORS}")
@@ -298,19 +342,19 @@ def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks
         solver = "cvxpylayers" if kind == "svm" else "torch"
     if solver not in ("torch", "cvxpylayers"):
         raise UnlearnInputError(f"unknown auditor solver {solver!r}; use 'torch', 'cvxpylayers' or 'auto'")
-    stacked = torch.cat([member_features, nonmember_features]).double()
+    n_members = len(member_features)
     mean, std = scale if scale is not None else feature_scale(member_features, nonmember_features, tasks)
-    mean, std = mean.double(), std.double()
-    utilities, correct, total = [], 0.0, 0
-    for task in tasks:
-        train, test = stacked[task.train], stacked[task.test]
-        ones = torch.ones(len(train), 1, dtype=torch.float64)
-        X = torch.cat([(train - mean) / std, ones], 1)
-        X_test = torch.cat([(test - mean) / std, ones[:1].expand(len(test), 1)], 1)
-        t, t_test = task.targets(task.train), task.targets(task.test)
-        theta = cvx_optimum(X, t, kind, l2) if solver == "cvxpylayers" else implicit_optimum(X, t, kind, l2, tol)
-        margins = X_test @ theta
-        utilities.append(-auditor_loss(margins, t_test, kind).mean())
-        correct += float(((margins.detach() > 0).double() == t_test).sum())
-        total += len(t_test)
-    return AuditOutcome(torch.stack(utilities).mean(), 100.0 * correct / total, len(tasks))
+    standardised = (torch.cat([member_features, nonmember_features]).double() - mean.double()) / std.double()
+    with_bias = torch.cat([standardised, torch.ones(len(standardised), 1, dtype=torch.float64)], 1)
+    train_index, t, w = _padded([task.train for task in tasks], n_members)
+    test_index, t_test, w_test = _padded([task.test for task in tasks], n_members)
+    X, X_test = with_bias[train_index], with_bias[test_index]
+    if solver == "torch":
+        theta = implicit_optima(X, t, w, kind, l2, tol)
+    else:
+        theta = torch.stack([cvx_optimum(X[k, :len(task.train)], t[k, :len(task.train)], kind, l2)
+                             for k, task in enumerate(tasks)])
+    margins = _margins(theta, X_test)
+    utility = -(w_test * auditor_loss(margins, t_test, kind)).sum(-1).mean()
+    correct = (((margins.detach() > 0).double() == t_test) & (w_test > 0)).sum()
+    return AuditOutcome(utility, 100.0 * float(correct) / float((w_test > 0).sum()), len(tasks))
