@@ -146,6 +146,8 @@ def test_ulira_with_retraining_as_the_method_is_a_coin_flip(digits, bank):
     (lambda kw: kw.update(attacks=("lira",), n_reference=2), "at least 4"),
     (lambda kw: kw.update(attacks=("rmia",), n_reference=3), "even"),
     (lambda kw: kw.update(evaluation=np.array([10_000])), "evaluation"),
+    (lambda kw: kw.update(taylor_order=3), "even number"),
+    (lambda kw: kw.update(gamma=0.0), "gamma"),
 ])
 def test_bad_inputs_are_refused_before_any_work(change, message, digits, digits_split, digits_original, bank):
     kw = {"split": digits_split, "attacks": ("acc", "rmia"), "n_reference": N_REF}

@@ -69,7 +69,8 @@ def check_split(split: ForgetSplit, dataset: Dataset, evaluation) -> np.ndarray:
 
 def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[str] = DEFAULT_ATTACKS,
              reference=None, bank=None, n_reference: int = 8, seed: int = 0, device: str | torch.device = "cpu",
-             evaluation=None, gamma: float = 2.0, progress: bool | None = False) -> dict:
+             evaluation=None, gamma: float = 2.0, temperature: float = 1.0, taylor_order: int | None = None,
+             progress: bool | None = False) -> dict:
     """Audit `model` on `split` of `dataset`; every figure in percent (AUCs included).
 
     Parameters
@@ -80,7 +81,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
         "avg_gap", their mean) and, for "relearn", the retrained model's curve.
     bank : `ModelBank` for reference models (default `ModelBank()`); `n_reference` of them, in pairs.
     evaluation : test-split indices of the test side D_T (e.g. the evaluation half of `split_holdout`).
-    gamma : RMIA's γ (AMUN: 2).
+    gamma, temperature, taylor_order : RMIA's γ and signal: the true-label softmax probability at
+        `temperature`, or the Taylor-softmax of that order (AMUN: γ = 2, temperature 2, Taylor).
     """
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
@@ -92,6 +94,10 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
     needs_references = [a for a in attacks if a in MIN_REFERENCES]
     for attack in needs_references:
         check_count(n_reference, MIN_REFERENCES[attack], attack)
+    if gamma <= 0 or temperature <= 0:
+        raise UnlearnInputError(f"RMIA needs gamma > 0 and temperature > 0, got {gamma} and {temperature}")
+    if taylor_order is not None and (taylor_order < 2 or taylor_order % 2):
+        raise UnlearnInputError(f"Taylor-softmax order must be an even number >= 2, got {taylor_order}")
     if reference is not None and not isinstance(reference, Mapping):
         check_model(reference, dataset, "reference model")
     model = model.to(device)
@@ -112,7 +118,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
         for attack in needs_references:
             offline = attack.endswith("-offline")
             if attack.startswith("rmia"):
-                result[attack] = rmia(target, pool_points.y, refs, is_forget, gamma=gamma, offline=offline)
+                result[attack] = rmia(target, pool_points.y, refs, is_forget, gamma=gamma, offline=offline,
+                                      temperature=temperature, taylor_order=taylor_order)
             else:
                 result[attack] = lira(target, pool_points.y, refs, is_forget, offline=offline)
     if "confidence" in attacks:
@@ -126,7 +133,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
         if not isinstance(reference, Mapping):
             reference = evaluate(reference, dataset, split, attacks=[a for a in attacks if a != "relearn"], bank=bank,
                                  n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
-                                 gamma=gamma, progress=progress)
+                                 gamma=gamma, temperature=temperature, taylor_order=taylor_order,
+                                 progress=progress)
         flat_reference = flatten(reference)
         keys = [k for k in (*DEFAULT_GAP_KEYS, "rmia.auc") if k in flatten(result) and k in flat_reference]
         result["gap"] = avg_gap(result, flat_reference, keys)

@@ -36,6 +36,9 @@ def audit(
                                      "confidence, relearn"),
     n_reference: int = typer.Option(8, "--n-reference", help="reference models for RMIA/LiRA (even; trained once)"),
     gamma: float = typer.Option(2.0, "--gamma", help="RMIA's likelihood-ratio threshold γ"),
+    temperature: float = typer.Option(1.0, "--temperature", help="RMIA signal: softmax temperature"),
+    taylor_order: int = typer.Option(None, "--taylor-order",
+                                     help="RMIA signal: Taylor-softmax of this even order (AMUN: --temperature 2)"),
     evaluation_half: bool = typer.Option(False, "--evaluation-half",
                                          help="audit on the evaluation half of the test split only "
                                               "(the half no method ever sees)"),
@@ -76,7 +79,8 @@ def audit(
                    f"trained into the bank {store.root} on first use", err=True)
     result = audit_layer.evaluate(audited, ds, split, attacks=chosen, reference=retrained, bank=store,
                                   n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
-                                  gamma=gamma, progress=None if not as_json else False)
+                                  gamma=gamma, temperature=temperature, taylor_order=taylor_order,
+                                  progress=None if not as_json else False)
     if plot is not None:
         test = ds.test if evaluation is None else ds.test.subset(evaluation)
         audit_layer.plot_confidence(audited, ds.train.subset(split.forget), ds.train.subset(split.retain), test,
