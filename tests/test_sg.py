@@ -182,15 +182,16 @@ def test_attacker_step_lowers_the_auditors_utility(digits_original, forget, reta
     assert float(after) < float(before)
 
 
-def test_sg_unlearns_and_reports(digits_original, forget, retain, holdout):
+@pytest.mark.parametrize("selection, leak", [("two-sided", lambda mia: 50 + abs(mia - 50)), ("paper", lambda mia: mia)])
+def test_sg_unlearns_and_reports(digits_original, forget, retain, holdout, selection, leak):
     before = {k: v.clone() for k, v in digits_original.state_dict().items()}
-    sg = methods.get("sg", alpha=1.0, epochs=3, base="rl", grouping="single")
+    sg = methods.get("sg", alpha=1.0, epochs=3, base="rl", grouping="single", selection=selection)
     new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
     assert all(torch.equal(before[k], v) for k, v in digits_original.state_dict().items())  # input untouched
     assert any(not torch.equal(before[k], v) for k, v in new.state_dict().items())
     stats = json.loads(json.dumps(sg.stats_))
     assert len(stats["history"]) == 3
-    best = max(stats["history"], key=lambda h: h["validation_accuracy"] - h["mia_accuracy"])
+    best = max(stats["history"], key=lambda h: h["validation_accuracy"] - leak(h["mia_accuracy"]))
     assert stats["selected_epoch"] == best["epoch"]
     # The cosine schedule runs once over the epochs: strictly decreasing, never restarted.
     rates = [h["lr"] for h in stats["history"]]
@@ -215,7 +216,7 @@ def test_sg_refuses_bad_input(digits_original, forget, retain, holdout):
         sg.unlearn(digits_original, forget, None, holdout=holdout)
     for bad in ({"alpha": -1}, {"base": "ga"}, {"auditor": "tree"}, {"features": "probs"}, {"lr": 0},
                 {"grouping": "none"}, {"epochs": 0}, {"epochs": "3"}, {"l2": 0}, {"train_fraction": 1.0},
-                {"attack_lr": -1.0}):
+                {"attack_lr": -1.0}, {"selection": "best"}):
         with pytest.raises(UnlearnInputError):
             methods.get("sg", **bad).unlearn(digits_original, forget, retain, holdout=holdout)
     with pytest.raises(UnlearnInputError, match="no hyperparameter"):
