@@ -32,7 +32,8 @@ def bench(
     from unlearn.experiments import load_config, run_bench
 
     cfg = load_config(config)  # refuses a malformed protocol before any work starts
-    check_device(cfg.device)
+    if backend == "local":  # with Ray the workers' devices count, not the driver's
+        check_device(cfg.device)
     run_dir = out or Path("runs") / cfg.name
     result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank))
     print_summary(run_dir)

@@ -5,7 +5,7 @@ Both executors take a job function and a list of keyword-argument dicts and yiel
 exists (an interrupted bench loses at most the jobs in flight).
 - `LocalExecutor`: in this process, one job after another. No Ray needed.
 - `RayExecutor`: each job is a Ray task (`ray.init(address=...)`, or a local instance when no
-  address is given); a task asks for one GPU when the cluster has any. Large arguments shared by
+  address is given); with a CUDA device each task asks Ray for one GPU. Large arguments shared by
   many jobs (model weights) are put into the object store once.
 """
 
@@ -39,7 +39,7 @@ class LocalExecutor:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, device: str = "cpu"):
         try:
             import ray
         except ImportError as err:
@@ -49,9 +49,11 @@ class RayExecutor:
         if self.started:
             kwargs = {"address": address} if address else {"num_cpus": num_cpus}
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-        gpus = ray.cluster_resources().get("GPU", 0)
-        self.options = {"num_cpus": 1, "num_gpus": 1 if gpus else 0}
-        self.device = "cuda" if gpus else "cpu"
+        wants_gpu = device.startswith("cuda")
+        if wants_gpu and not ray.cluster_resources().get("GPU", 0):
+            self.close()
+            raise UnlearnInputError(f"device {device}: the Ray cluster has no GPU")
+        self.options = {"num_cpus": 1, "num_gpus": 1 if wants_gpu else 0}
 
     def share(self, value: Any) -> Any:
         return self.ray.put(value)
@@ -73,11 +75,11 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def make_executor(backend: str, address: str | None = None):
+def make_executor(backend: str, address: str | None = None, device: str = "cpu"):
     if backend == "local":
         if address:
             raise UnlearnInputError("--address is for --backend ray")
         return LocalExecutor()
     if backend == "ray":
-        return RayExecutor(address)
+        return RayExecutor(address, device=device)
     raise UnlearnInputError(f"unknown backend {backend!r}; use local or ray")

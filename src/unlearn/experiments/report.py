@@ -139,7 +139,7 @@ def _table_html(rows, columns) -> str:
     body = []
     for r in rows:
         if r["status"] == "ok":
-            cells = "".join(f"<td>{fmt(r[k])}</td>" for k, _ in columns)
+            cells = "".join(f"<td>{fmt(r[k], r['n'])}</td>" for k, _ in columns)
         else:
             cells = f'<td colspan="{len(columns)}">{html.escape(r["status"])}: {html.escape(r["note"])}</td>'
         body.append(f"<tr><td>{html.escape(r['method'])}</td>{cells}</tr>")

@@ -86,7 +86,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     store = ResultStore(run_dir)
     dataset = dataset_of(*config.dataset_spec)
     plan = resolve(config, dataset)
-    executor = make_executor(backend, address)
+    executor = make_executor(backend, address, config.device)
     result = BenchResult(run_dir, plan, [])
     threads = torch.get_num_threads()
     if config.torch_threads:

@@ -64,11 +64,12 @@ def present_columns(rows) -> list[tuple[str, str]]:
     return [(k, t) for k, t in COLUMNS if any(r.get(k) is not None for r in rows)]
 
 
-def fmt(cell) -> str:
+def fmt(cell, n: int = 2) -> str:
+    """`mean ± std`; a single run has no spread to show, so just its value."""
     if cell is None:
         return "-"
     mean, std = cell
-    return f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
 def markdown(rows, columns) -> str:
@@ -76,11 +77,12 @@ def markdown(rows, columns) -> str:
     for forget, setting in dict.fromkeys((r["forget"], r["setting"]) for r in rows):
         part = [r for r in rows if r["forget"] == forget and r["setting"] == setting]
         n = max((r["n"] for r in part), default=0)
-        out.append(f"### {forget}, {setting.replace('_', ' ')} (mean ± std over {n} run(s))\n")
+        spread = f"mean ± std over {n} runs" if n > 1 else "one run"
+        out.append(f"### {forget}, {setting.replace('_', ' ')} ({spread})\n")
         out.append("| method | " + " | ".join(t for _, t in columns) + " |")
         out.append("| --- |" + " --- |" * len(columns))
         for r in part:
-            cells = [fmt(r[k]) for k, _ in columns] if r["status"] == "ok" else \
+            cells = [fmt(r[k], r["n"]) for k, _ in columns] if r["status"] == "ok" else \
                 [f"{r['status']}: {r['note']}"] + [""] * (len(columns) - 1)
             out.append(f"| {r['method']} | " + " | ".join(cells) + " |")
         out.append("")
