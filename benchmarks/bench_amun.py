@@ -22,8 +22,10 @@ Four measurements in one process (1 torch thread; the machine is shared):
    next to the retrained model's. A diagnostic, not a selection: selection is part 3's tuning.
 5. With `--cifar PATH` (optional, a few minutes): CIFAR-10 (JPEG q75 copy), small CNN (width 16)
    on a 5,000-image training subset, 10% of it forgotten: the adversarial search's figures, and
-   FT / RL / AMUN (lr 0.01, untuned) against Retrain on accuracies and MIS (no RMIA: its
-   reference models would each train on half of the 60,000-image pool), one seed.
+   FT / RL / GA / AMUN, each at the same two learning rates (no tuning split: CPU time; flip
+   augmentation as in training), against Retrain on accuracies and MIS over the seeds,
+   D_T = 4,500 random test images (as many as D_R) (no RMIA: its reference models would each
+   train on half of the 60,000-image pool).
 
     .venv/bin/python benchmarks/bench_amun.py                    # 3 seeds, about 10 minutes here
     .venv/bin/python benchmarks/bench_amun.py --seeds 0 --n-reference 4 --skip-tuning
@@ -127,9 +129,10 @@ def figure2(ds, bank, seeds) -> list[str]:
     return lines
 
 
-def evaluate(model, ds, split, reference, bank, seed, n_reference, attacks) -> dict:
+def evaluate(model, ds, split, reference, bank, seed, n_reference, attacks, evaluation=None) -> dict:
     """Flat audit figures plus the Avg. Gap over accuracies + MIS ("gap") and + RMIA AUC ("gap_rmia")."""
-    metrics = audit.evaluate(model, ds, split, attacks=attacks, bank=bank, n_reference=n_reference, seed=seed)
+    metrics = audit.evaluate(model, ds, split, attacks=attacks, bank=bank, n_reference=n_reference, seed=seed,
+                             evaluation=evaluation)
     flat = audit.flatten(metrics)
     flat["gap"] = audit.avg_gap(metrics, reference, GAP_KEYS)["avg_gap"]
     if "rmia" in attacks:
@@ -220,47 +223,74 @@ def successive(ds, bank, chosen, seeds, requests: int = 5) -> list[str]:
     return lines
 
 
-def cifar(path: Path, bank, epochs: int) -> list[str]:
+CIFAR_JOBS = [  # (label, method, hyperparameters, with D_R): the same two learning rates for every method
+    *[(f"{name} lr {lr}", name, {"lr": lr}, True) for name in ("ft", "rl", "amun") for lr in (0.01, 0.05)],
+    *[(f"amun w/o D_F lr {lr}", "amun", {"lr": lr, "with_forget": False}, True) for lr in (0.01, 0.05)],
+    *[(f"rl lr {lr}", "rl", {"lr": lr}, False) for lr in (0.001, 0.01)],
+    *[(f"ga lr {lr}", "ga", {"lr": lr}, False) for lr in (1e-4, 1e-3)],
+    *[(f"amun lr {lr}", "amun", {"lr": lr}, False) for lr in (0.01, 0.05)],
+    *[(f"amun w/o D_F lr {lr}", "amun", {"lr": lr, "with_forget": False}, False) for lr in (0.01, 0.05)],
+]
+
+
+def cifar(path: Path, bank, epochs: int, seeds) -> list[str]:
     ds = data.load("cifar10", root=path, progress=False)
     subset = np.sort(np.random.default_rng(0).permutation(len(ds.train))[:5000])
-    forget_idx = np.sort(np.random.default_rng(1).choice(subset, size=500, replace=False))
-    retain_idx = np.setdiff1d(subset, forget_idx)
-    split = data.ForgetSplit(forget_idx, retain_idx)
-    forget, retain = ds.train.subset(forget_idx), ds.train.subset(retain_idx)
     recipe = {"lr": 0.05, "epochs": epochs, "batch_size": 128, "schedule": "onecycle", "weight_decay": 5e-4,
               "flip": True}
     arch = {"width": 16}
-    start = time.perf_counter()
-    original = bank.get(ds, "cnn", subset, recipe=recipe, seed=0, arch_args=arch, progress=False)
-    log(f"cifar: original trained/loaded in {time.perf_counter() - start:.0f} s")
-    # Seconds the retrained model took to train: in this run with a fresh bank (the default).
-    retrained, retrain_seconds = bank.get_with_time(ds, "cnn", retain_idx, recipe=recipe, seed=0, arch_args=arch,
-                                                    progress=False)
-    start = time.perf_counter()
-    adv = closest_adversarial(original, forget.x, forget.y)
-    attack_seconds = time.perf_counter() - start
-    ok = adv.success
-    lines = [f"CNN width 16, {recipe}, trained on 5,000 images; forget 500 of them; retain 4,500.", "",
-             "| n | ε_init | success % | every y_adv ≠ y | every ‖δ‖₂ ≤ ε | median ‖δ‖₂ | samples/s | "
-             "PGD passes (search) | PGD passes (with calibration) |", "|" + " --- |" * 9,
-             f"| {len(adv)} | {adv.epsilon_init:.3f} | {100 * adv.success_rate:.1f} | "
-             f"{bool((adv.y_adv[ok] != forget.y[ok]).all())} | "
-             f"{bool((adv.distance <= adv.epsilon * (1 + 1e-5)).all())} | {adv.distance[ok].median():.3f} | "
-             f"{len(adv) / attack_seconds:.1f} | "
-             f"{(adv.sample_steps - adv.calibration_steps) / (len(adv) * adv.steps):.2f} | {adv.pgd_passes:.2f} |",
-             "", "| method | forget acc | retain acc | test acc | MIS | Avg. Gap (acc + MIS) | time (s) | time / retrain |",
-             "|" + " --- |" * 8]
-    reference = audit.evaluate(retrained, ds, split, attacks=("acc", "mis"), seed=0)
-    jobs = [("retrain", retrained, retrain_seconds), ("original", original, 0.0)]
-    for name, params in (("ft", {}), ("rl", {}), ("amun", {}), ("amun", {"with_forget": False})):
+    # D_T: 4,500 random test images, as many as D_R, so that MIS's SVC sees balanced classes.
+    evaluation = np.sort(np.random.default_rng(2).permutation(len(ds.test))[:4500])
+    attack_rows, rows = [], []
+    for seed in seeds:
+        forget_idx = np.sort(np.random.default_rng(1 + seed).choice(subset, size=500, replace=False))
+        retain_idx = np.setdiff1d(subset, forget_idx)
+        split = data.ForgetSplit(forget_idx, retain_idx)
+        forget, retain = ds.train.subset(forget_idx), ds.train.subset(retain_idx)
+        original = bank.get(ds, "cnn", subset, recipe=recipe, seed=seed, arch_args=arch, progress=False)
+        # Seconds the retrained model took to train: in this run with a fresh bank (the default).
+        retrained, retrain_seconds = bank.get_with_time(ds, "cnn", retain_idx, recipe=recipe, seed=seed,
+                                                        arch_args=arch, progress=False)
         start = time.perf_counter()
-        model = methods.get(name, **params).unlearn(original, forget, retain, seed=0)
-        jobs.append((f"{name} {params or ''}".strip(), model, time.perf_counter() - start))
-        log(f"cifar: {jobs[-1][0]} {jobs[-1][2]:.0f} s")
-    for name, model, seconds in jobs:
-        m = evaluate(model, ds, split, reference, bank, 0, 0, ("acc", "mis"))
-        lines.append(f"| {name} | {m['acc.forget']:.2f} | {m['acc.retain']:.2f} | {m['acc.test']:.2f} | "
-                     f"{m['mis.mis']:.2f} | {m['gap']:.2f} | {seconds:.1f} | {seconds / retrain_seconds:.3f} |")
+        adv = closest_adversarial(original, forget.x, forget.y, seed=seed)
+        seconds = time.perf_counter() - start
+        ok = adv.success
+        attack_rows.append([adv.epsilon_init, 100 * adv.success_rate, float(adv.distance[ok].median()),
+                            len(adv) / seconds, (adv.sample_steps - adv.calibration_steps) / (len(adv) * adv.steps),
+                            adv.pgd_passes])
+        assert bool((adv.y_adv[ok] != forget.y[ok]).all()) and bool((adv.distance <= adv.epsilon * (1 + 1e-5)).all())
+        reference = audit.evaluate(retrained, ds, split, attacks=("acc", "mis"), seed=seed, evaluation=evaluation)
+        jobs = [("retrain", True, retrained, retrain_seconds), ("original", True, original, 0.0)]
+        # Every method fine-tunes with the original recipe's augmentation (flips) on D_R and D_F.
+        for label, name, params, with_retain in CIFAR_JOBS:
+            start = time.perf_counter()
+            model = methods.get(name, **params, **({} if name == "ga" else {"flip": True})).unlearn(
+                original, forget, retain if with_retain else None, seed=seed)
+            jobs.append((label, with_retain, model, time.perf_counter() - start))
+            log(f"cifar seed {seed}: {label} {'with' if with_retain else 'w/o'} D_R {jobs[-1][3]:.0f} s")
+        for label, with_retain, model, seconds in jobs:
+            m = evaluate(model, ds, split, reference, bank, seed, 0, ("acc", "mis"), evaluation)
+            rows.append({"label": label, "retain": with_retain, "seed": seed, "seconds": seconds,
+                         "fraction": seconds / retrain_seconds, **m})
+    a = np.array(attack_rows)
+    lines = [f"CNN width 16, recipe {recipe}, trained on a fixed 5,000-image subset (one model per seed); "
+             f"forget 500 of them (drawn per seed), retain 4,500; seeds {list(seeds)}.", "",
+             "| ε_init | success % | every y_adv ≠ y, every ‖δ‖₂ ≤ ε | median ‖δ‖₂ | samples/s | "
+             "PGD passes (search) | PGD passes (with calibration) |", "|" + " --- |" * 7,
+             f"| {mean_std(a[:, 0])} | {mean_std(a[:, 1])} | yes (asserted) | {mean_std(a[:, 2])} | "
+             f"{mean_std(a[:, 3])} | {mean_std(a[:, 4])} | {mean_std(a[:, 5])} |", "",
+             "| method | D_R | forget acc | retain acc | test acc | MIS | Avg. Gap (acc + MIS) | time (s) | "
+             "time / retrain |", "|" + " --- |" * 9]
+    order = []
+    for r in rows:
+        if (r["label"], r["retain"]) not in order:
+            order.append((r["label"], r["retain"]))
+    for label, with_retain in order:
+        group = [r for r in rows if r["label"] == label and r["retain"] == with_retain]
+        cells = [mean_std([r[c] for r in group]) for c in ("acc.forget", "acc.retain", "acc.test", "mis.mis", "gap",
+                                                            "seconds")]
+        lines.append(f"| {label} | {'yes' if with_retain else 'no'} | " + " | ".join(cells)
+                     + f" | {np.mean([r['fraction'] for r in group]):.3f} |")
     return lines
 
 
@@ -325,7 +355,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bank = ModelBank(args.bank or tmp)
         if args.only_cifar:
-            print("\n".join(["## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)))
+            print("\n".join(["## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs,
+                                                                           args.seeds)))
             return
         if args.only_sweep:
             print("\n".join(["## 6. AMUN with D_R over lr × epochs × ε_init (constant lr)"]
@@ -354,7 +385,7 @@ def main() -> None:
         if args.sweep:
             out += ["", "## 6. AMUN with D_R over lr × epochs × ε_init (constant lr)"] + sweep(ds, bank, args.seeds)
         if args.cifar:
-            out += ["", "## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs)
+            out += ["", "## 5. CIFAR-10 (JPEG q75 copy)"] + cifar(args.cifar, bank, args.cifar_epochs, args.seeds)
         out += ["", f"total {time.perf_counter() - start:.0f} s"]
     print("\n".join(out))
     if args.json:
