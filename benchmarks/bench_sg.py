@@ -96,10 +96,11 @@ def part_mia(args, bank):
             rows.setdefault((name, "", ""), []).append((model, s))
         for grouping in args.groupings.split(","):
             for alpha in alphas:
-                sg = methods.get("sg", alpha=alpha, epochs=args.epochs, grouping=grouping)
+                sg = methods.get("sg", alpha=alpha, epochs=args.epochs, grouping=grouping, selection=args.selection)
                 new = sg.unlearn(s["original"], s["forget"], s["retain"], seed=seed, holdout=s["holdout"])
                 rows.setdefault(("sg", grouping, alpha), []).append((new, s))
-    print(f"digits, 10% random forget, {args.seeds} seeds (mean ± std), SG {args.epochs} epochs. MIA accuracy (%) "
+    print(f"digits, 10% random forget, {args.seeds} seeds (mean ± std), SG {args.epochs} epochs, selection "
+          f"{args.selection!r}. MIA accuracy (%) "
           "of auditors on logits ⊕ loss (one class-balanced auditor, or one per class; logistic or squared-hinge), "
           "D_F vs the evaluation half of the test split")
     columns = [(False, "logistic"), (True, "logistic"), (False, "sqhinge"), (True, "sqhinge")]
@@ -232,6 +233,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--alphas", default="0,0.5,1,2,5", help="mia: must include 0 (the paired baseline)")
     parser.add_argument("--groupings", default="per-class,single")
+    parser.add_argument("--selection", default="two-sided", help="mia: SG's checkpoint rule (two-sided, paper, last)")
     parser.add_argument("--svm", action="store_true", help="cost: also time the cvxpylayers SVM auditor")
     parser.add_argument("--n-reference", type=int, default=8, help="gap: RMIA reference models (0: no RMIA)")
     parser.add_argument("--bank", default=None, help="model bank folder (default: the user's bank)")

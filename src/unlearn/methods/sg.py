@@ -81,7 +81,7 @@ class SG(Method):
     grouping : "per-class" (one auditor per class, the paper's choice for random forgetting),
         "single" (one auditor; class forgetting) or "auto" (single when D_F holds whole classes).
     selection : checkpoint kept: "two-sided" (max validation accuracy − |MIA accuracy − 50|,
-        default) or "paper" (max validation accuracy − MIA accuracy).
+        default), "paper" (max validation accuracy − MIA accuracy) or "last" (the final epoch).
 
     Context: `holdout`, an `ArrayDataset` of known non-members (the validation half of the test
     split, `unlearn.data.split_holdout`); SG refuses to run without it. After `unlearn`,
@@ -132,8 +132,8 @@ class SG(Method):
             raise UnlearnInputError(f"sg: auditor must be one of {AUDITORS}, got {self.auditor!r}")
         if self.features not in FEATURES:
             raise UnlearnInputError(f"sg: features must be one of {FEATURES}, got {self.features!r}")
-        if self.selection not in ("two-sided", "paper"):
-            raise UnlearnInputError(f"sg: selection must be 'two-sided' or 'paper', got {self.selection!r}")
+        if self.selection not in ("two-sided", "paper", "last"):
+            raise UnlearnInputError(f"sg: selection must be 'two-sided', 'paper' or 'last', got {self.selection!r}")
         if self.grouping not in ("auto", "per-class", "single"):
             raise UnlearnInputError(f"sg: grouping must be 'auto', 'per-class' or 'single', got {self.grouping!r}")
 
@@ -187,10 +187,10 @@ class SG(Method):
                             "mia_accuracy": mia_accuracy, "utility": utility, "score": score,
                             "seconds": {"base": base_done - started, "attack": attack_done - base_done,
                                         "selection": time.perf_counter() - attack_done}})
-            if score > best_score:
+            if score > best_score or self.selection == "last":
                 best_score, best_state = score, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
-        selected = max(history, key=lambda h: h["score"])
+        selected = history[-1] if self.selection == "last" else max(history, key=lambda h: h["score"])
         self.stats_ = {"selected_epoch": selected["epoch"], "validation_accuracy": selected["validation_accuracy"],
                        "mia_accuracy": selected["mia_accuracy"], "n_auditors": len(tasks),
                        "per_class_auditors": per_class, "history": history}
