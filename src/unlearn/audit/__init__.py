@@ -13,6 +13,7 @@ on one model and returns every figure in percent:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -100,7 +101,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
         raise UnlearnInputError(f"Taylor-softmax order must be an even number >= 2, got {taylor_order}")
     if reference is not None and not isinstance(reference, Mapping):
         check_model(reference, dataset, "reference model")
-    model = model.to(device)
+    if next(model.parameters()).device != torch.device(device):
+        model = copy.deepcopy(model).to(device)  # audits never change the model they are given
 
     result: dict = {"acc": accuracies(model, forget, retain, test)}
     if "mis" in attacks:
