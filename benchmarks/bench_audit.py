@@ -82,7 +82,7 @@ def leak(use_cifar: bool, n_reference: int, seeds: list[int]) -> None:
     bank = ModelBank()
     print(f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, mlp (256, 256), recipe 'digits', "
           f"{n_reference} reference models, 10% random forget; AUCs in % (D_F positive vs D_T)")
-    print("| seed | model | train acc | test acc | forget acc | " + " | ".join(f"{m} AUC" for m in MIAS)
+    print("| seed | model | acc on train split | test acc | forget acc | " + " | ".join(f"{m} AUC" for m in MIAS)
           + " | rmia TPR@1%FPR | mis | train s | audit s |")
     print("| --- " * (10 + len(MIAS)) + "|")
     for seed in seeds:
