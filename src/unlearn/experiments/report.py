@@ -170,7 +170,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
              f"<p>{len(records)} job records from <code>{html.escape(str(run_dir))}</code>; "
              f"dataset {html.escape(str(config.get('dataset', '?')))}, model "
              f"{html.escape(str((config.get('model') or {}).get('arch', '?')))}. All figures in percent; "
-             f"mean ± std over seeds.</p>"]
+             f"mean ± std over seeds. Time: unlearning alone, wall clock; \"time / retrain\" divides it by "
+             f"the retrain time the model bank recorded when it trained the oracle (possibly in an earlier "
+             f"run, under another machine load).</p>"]
     for forget, setting in dict.fromkeys((r["forget"], r["setting"]) for r in rows):
         part = [r for r in rows if r["forget"] == forget and r["setting"] == setting]
         title = f"{forget}, {setting.replace('_', ' ')}"
