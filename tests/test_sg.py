@@ -261,3 +261,24 @@ def test_attacker_step_scores_batchnorm_models_in_eval_mode(digits, forget, hold
     sg._attack_step(model, forget, holdout, tasks, scale, torch.optim.SGD(model.parameters(), lr=0.01), "cpu")
     assert all(torch.equal(buffers[k], v) for k, v in model.named_buffers())
     assert any(not torch.equal(weights[k], v) for k, v in model.named_parameters())
+
+
+def test_class_forgetting_uses_one_auditor_on_the_forgotten_class(digits, digits_original, holdout):
+    split = data.class_forget(digits.train.y.numpy(), [3])
+    forget, retain = digits.train.subset(split.forget), digits.train.subset(split.retain)
+    sg = methods.get("sg", alpha=1.0, epochs=2)
+    sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
+    assert sg.stats_["per_class_auditors"] is False and sg.stats_["n_auditors"] == sg.n_splits
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=0)
+    rows = torch.cat([tasks[0].train, tasks[0].test])
+    nonmember_rows = rows[rows >= len(forget)] - len(forget)
+    assert (holdout.y[nonmember_rows] == 3).all()  # non-members of the forgotten class only
+
+
+@pytest.mark.skipif(not cvxpylayers_available(),
+                    reason='cvxpylayers is not installed (optional extra: pip install "unlearn[svm]")')
+def test_sg_runs_with_the_papers_svm_auditor(digits_original, forget, retain, holdout):
+    sg = methods.get("sg", alpha=1.0, epochs=1, auditor="svm", grouping="single", n_splits=1)
+    new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
+    assert sg.stats_["history"][0]["utility"] < 0  # minus a hinge loss
+    assert any(not torch.equal(a, b) for a, b in zip(new.state_dict().values(), digits_original.state_dict().values()))
