@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_sg.py mia --seeds 3   # MIA accuracy on D_F vs held-out data, α = 0 vs α > 0
     .venv/bin/python benchmarks/bench_sg.py gap --seeds 3   # Avg. Gap to Retrain beside FT, RL, AMUN (lr tuned)
     .venv/bin/python benchmarks/bench_sg.py auditors        # U_a over the epochs: logistic vs squared-hinge auditor
+    .venv/bin/python benchmarks/bench_sg.py gradients       # dU_a/dS: torch vs cvxpylayers, and vs the paper's SVM
 
 Protocol (BENCHMARKS.md, `digits`): MLP with the "digits" recipe, 10% random forget set drawn
 with the run's seed, original and retrained models from the model bank (trained once; `cost`
@@ -137,6 +138,37 @@ def part_auditors(args, bank):
               f"{accuracy(model, s['forget']):.2f} | {accuracy(model, s['evaluation_set']):.2f} |")
 
 
+def part_gradients(args, bank):
+    """dU_a/dS of one per-class auditor problem (class 3, one split) from each solver and loss."""
+    from unlearn.methods.sg_auditor import feature_scale
+
+    s = setting(args.seed, bank)
+    with torch.no_grad():
+        member = auditor_features(logits(s["original"], s["forget"]), s["forget"].y).double()
+        nonmember = auditor_features(logits(s["original"], s["holdout"]), s["holdout"].y).double()
+    tasks = [t for t in audit_tasks(s["forget"].y.numpy(), s["holdout"].y.numpy(), per_class=True, n_splits=1,
+                                    seed=args.seed) if t.group == 3]
+    scale = feature_scale(member, nonmember, tasks)
+
+    def utility_gradient(kind, solver):
+        m, n = member.clone().requires_grad_(True), nonmember.clone().requires_grad_(True)
+        utility = audit(m, n, tasks, kind=kind, scale=scale, solver=solver, tol=1e-12).utility
+        return float(utility.detach()), torch.cat([g.flatten() for g in torch.autograd.grad(utility, [m, n])])
+
+    runs = {"torch sqhinge": utility_gradient("sqhinge", "torch"),
+            "cvxpylayers sqhinge": utility_gradient("sqhinge", "cvxpylayers"),
+            "torch logistic": utility_gradient("logistic", "torch"),
+            "cvxpylayers svm (paper)": utility_gradient("svm", "cvxpylayers")}
+    print(f"digits seed {args.seed}, auditor of class 3: {len(tasks[0].train)} training rows, "
+          f"{len(tasks[0].test)} held-out rows; cosine similarity of dU_a/dS")
+    names = list(runs)
+    print("| | U_a | " + " | ".join(names) + " |")
+    print("| --- " * (len(names) + 2) + "|")
+    for a in names:
+        cells = [f"{float(torch.nn.functional.cosine_similarity(runs[a][1], runs[b][1], dim=0)):.4f}" for b in names]
+        print(f"| {a} | {runs[a][0]:.6f} | " + " | ".join(cells) + " |")
+
+
 LRS = [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5]  # the grid bench_amun.py tunes every method on
 ALPHAS = [0.0, 0.5, 1.0, 2.0, 5.0]
 GAP_KEYS = ("acc.forget", "acc.retain", "acc.test", "mis.mis")
@@ -229,7 +261,7 @@ def part_gap(args, bank):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["cost", "mia", "gap", "auditors"])
+    parser.add_argument("part", choices=["cost", "mia", "gap", "auditors", "gradients"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="cost: the seed of the one setting timed")
     parser.add_argument("--epochs", type=int, default=30)
@@ -242,7 +274,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     bank = ModelBank(args.bank)
-    {"cost": part_cost, "mia": part_mia, "gap": part_gap, "auditors": part_auditors}[args.part](args, bank)
+    parts = {"cost": part_cost, "mia": part_mia, "gap": part_gap, "auditors": part_auditors, "gradients": part_gradients}
+    parts[args.part](args, bank)
 
 
 if __name__ == "__main__":
