@@ -10,8 +10,8 @@ where the auditor (follower, `sg_auditor`) is re-fitted to the current model's o
 and U_a is its held-out utility, differentiated through its optimum θ_a* by implicit
 differentiation. Each epoch: one SGD pass of the base objective (FT: cross-entropy on D_R; RL:
 D_R plus D_F with random wrong labels, `methods.shared`), then one step on α·U_a accumulated
-over all forget / non-member samples; the checkpoint kept is the epoch with the highest
-(validation accuracy − MIA accuracy).
+over all forget / non-member samples; the checkpoint kept is the epoch with the best trade of
+validation accuracy against MIA accuracy (`selection`, below).
 
     sg = unlearn.methods.get("sg", alpha=1.0, epochs=30)
     new = sg.unlearn(model, forget, retain, holdout=dataset.test.subset(validation_indices))

@@ -16,15 +16,18 @@ The auditor has tens of parameters (logits ⊕ loss), so here it is solved by Ne
 a tolerance and H is formed and solved exactly, in float64 torch, with no external solver
 (METHODS.md, SG). Two smooth losses make H well defined: logistic regression and the
 squared-hinge SVM. The paper's auditor, a linear hinge-loss SVM solved through cvxpylayers
-(Agrawal et al., NeurIPS 2019), is available when the optional `svm` extra is installed; it is
-the check the torch version is tested against.
+(Agrawal et al., NeurIPS 2019), is available when the optional `svm` extra is installed. The
+check of the torch version poses its own squared-hinge problem to cvxpylayers: same optimum,
+same gradient (cosine 1.0000 on a digits auditor). The hinge SVM is a different loss and its
+gradient points elsewhere (cosine 0.35 with the squared hinge, 0.06 with the logistic auditor on
+the same problem; `benchmarks/bench_sg.py gradients`).
 
 Deviations from the paper, and why:
 - An L2 ridge λ on every auditor parameter (bias included). The public code fits an
   unregularised SVM; on separable member/non-member features its optimum is not unique and its
   gradient is ill-defined (METHODS.md, "known defects"). The ridge makes L strongly convex.
 - Features are standardised (one constant mean and deviation per feature over all audited
-  rows), so that λ means the same for logits and losses.
+  rows; SG fixes them from the original model), so that λ means the same for logits and losses.
 - With the smooth auditors the utility is minus the auditor's own held-out loss (logistic or
   squared hinge) rather than the hinge loss, so U_a is differentiable everywhere.
 """
