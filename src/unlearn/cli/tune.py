@@ -32,6 +32,8 @@ def tune(
     run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"
     result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out)
     keys = [k for k in result.trials[0] if k not in ("trial", "status", "seconds")]
-    rows = [[t["trial"], *[t[k] for k in keys], t["status"]] for t in result.trials]
+    # Hyperparameters as given (a 2-decimal float format would print lr 0.005 as 0.01).
+    rows = [[t["trial"], *[t[k] if k == "avg_gap" else f"{t[k]}" for k in keys], t["status"]]
+            for t in result.trials]
     console.print(table(f"tune {method}: trials", ["trial", *keys, "status"], rows))
     console.print(f"best Avg. Gap {result.best_gap:.2f} with {result.best_params}; fragment: {result.fragment}")
