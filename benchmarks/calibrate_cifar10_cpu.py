@@ -27,8 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/cifar10-cpu.yaml")
     parser.add_argument("--bank", default=None, help="model bank (default: a fresh temporary folder)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the protocol's)")
     args = parser.parse_args()
     config = load_config(args.config)
+    if args.threads or config.torch_threads:
+        torch.set_num_threads(args.threads or config.torch_threads)
     start = time.perf_counter()
     dataset = dataset_of(*config.dataset_spec)
     load_seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from unlearn.errors import UnlearnInputError
@@ -117,7 +118,13 @@ def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
-    study.optimize(objective, n_trials=trials or config.tune.trials)
+    threads = torch.get_num_threads()
+    if config.torch_threads:  # as in the bench (see Config.torch_threads)
+        torch.set_num_threads(config.torch_threads)
+    try:
+        study.optimize(objective, n_trials=trials or config.tune.trials)
+    finally:
+        torch.set_num_threads(threads)
     finished = [t for t in study.trials if t.value is not None and not math.isnan(t.value)]
     if not finished:
         raise UnlearnInputError(f"tune {method}: every trial failed (diverged); narrow the search space")
