@@ -96,13 +96,15 @@ def roc_curves(methods: dict[str, list]) -> list[str]:
         fig, ax = _figure(figsize=(4.2, 3.6))
         grid = np.logspace(-3, 0, 50)
         ax.plot(grid, grid, color="grey", linestyle=":", label="chance")
-        for method, runs in methods.items():
+        for index, (method, runs) in enumerate(methods.items()):
             curves = [r["roc"][attack] for r in runs if attack in r.get("roc", {})]
             if not curves:
                 continue
             fpr = np.asarray(curves[0]["fpr"])
             tpr = np.mean([c["tpr"] for c in curves], axis=0)
-            style = {"color": "black", "linewidth": 2} if method == "retrain" else {}
+            # matplotlib cycles 10 colours; dash the next ten so 13 methods stay distinguishable
+            style = {"color": "black", "linewidth": 2} if method == "retrain" else \
+                {"linestyle": "-" if index < 10 else "--"}
             ax.plot(fpr, np.maximum(tpr, 1e-4), label=method, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -122,9 +124,9 @@ def gap_vs_cost(rows: list[dict[str, Any]], forget: str, setting: str) -> str | 
     if not points:
         return None
     fig, ax = _figure(figsize=(4.2, 3.2))
-    for r in points:
+    for index, r in enumerate(points):
         x, y = r["time_fraction"][0], r["gap.avg_gap"][0]
-        ax.errorbar(x, y, yerr=r["gap.avg_gap"][1], fmt="o")
+        ax.errorbar(x, y, yerr=r["gap.avg_gap"][1], fmt="o" if index < 10 else "s")
         ax.annotate(r["method"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter("")  # a narrow log range otherwise labels every minor tick
