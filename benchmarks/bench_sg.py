@@ -1,6 +1,7 @@
 """SG on digits: its cost (per epoch and against retraining), and what the auditor term buys.
 
     .venv/bin/python benchmarks/bench_sg.py cost            # seconds per epoch by phase, fraction of retraining
+    .venv/bin/python benchmarks/bench_sg.py cost --cifar ../shared/data/cifar10-jpg.tar.gz   # + CIFAR-10 CNN
     .venv/bin/python benchmarks/bench_sg.py mia --seeds 3   # MIA accuracy on D_F vs held-out data, α = 0 vs α > 0
     .venv/bin/python benchmarks/bench_sg.py gap --seeds 3   # Avg. Gap to Retrain beside FT, RL, AMUN (lr tuned)
     .venv/bin/python benchmarks/bench_sg.py auditors        # U_a over the epochs: logistic vs squared-hinge auditor
@@ -88,6 +89,42 @@ def part_cost(args, bank):
         phase = {k: statistics.mean(h["seconds"][k] for h in sg.stats_["history"]) for k in ("base", "attack", "selection")}
         print(f"| {label} | {args.epochs} | {total:.2f} | {total / args.epochs:.3f} | {phase['base']:.3f} | "
               f"{phase['attack']:.3f} | {phase['selection']:.3f} | {total / retrain_seconds:.3f} |")
+    if args.cifar:
+        cost_cifar(args, bank)
+
+
+def cost_cifar(args, bank):
+    """SG's cost per epoch on CIFAR-10 (BENCHMARKS.md cifar10-cpu scale, reduced): CNN width 16 on a
+    5,000-image subset, 500 of them forgotten, against retraining that CNN on the other 4,500."""
+    import numpy as np
+
+    from unlearn.training import get_recipe
+
+    ds = data.load("cifar10", root=args.cifar, progress=False)
+    subset = np.sort(np.random.default_rng(0).permutation(len(ds.train))[:5000])
+    forget_idx = np.sort(np.random.default_rng(1).choice(subset, size=500, replace=False))
+    retain_idx = np.setdiff1d(subset, forget_idx)
+    recipe = get_recipe("cifar10-cpu").with_(epochs=args.cifar_epochs)
+    arch = {"width": 16}
+    original = bank.get(ds, "cnn", subset, recipe=recipe, seed=args.seed, arch_args=arch, progress=False)
+    validation, evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)
+    forget, retain = ds.train.subset(forget_idx), ds.train.subset(retain_idx)
+    start = time.perf_counter()
+    train("cnn", ds, retain_idx, recipe, seed=args.seed, arch_args=arch, progress=False)
+    retrain_seconds = time.perf_counter() - start
+    print(f"\nCIFAR-10: retraining (cnn width 16, cifar10-cpu recipe, {args.cifar_epochs} epochs, "
+          f"{len(retain_idx)} images): {retrain_seconds:.1f} s")
+    print("| SG setting | epochs timed | s/epoch | base s/epoch | attacker s/epoch | selection s/epoch "
+          "| 30 epochs as a fraction of retraining |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, hp in (("α=0", {"alpha": 0.0}), ("α=1 per-class logistic", {"alpha": 1.0})):
+        sg = methods.get("sg", epochs=args.cifar_sg_epochs, **hp)
+        start = time.perf_counter()
+        sg.unlearn(original, forget, retain, seed=args.seed, holdout=ds.test.subset(validation))
+        per_epoch = (time.perf_counter() - start) / args.cifar_sg_epochs
+        phase = {k: statistics.mean(h["seconds"][k] for h in sg.stats_["history"]) for k in ("base", "attack", "selection")}
+        print(f"| {label} | {args.cifar_sg_epochs} | {per_epoch:.2f} | {phase['base']:.2f} | {phase['attack']:.2f} | "
+              f"{phase['selection']:.2f} | {30 * per_epoch / retrain_seconds:.2f} |")
 
 
 def part_mia(args, bank):
@@ -270,6 +307,9 @@ def main() -> None:
     parser.add_argument("--selection", default="two-sided", help="mia: SG's checkpoint rule (two-sided, paper, last)")
     parser.add_argument("--svm", action="store_true", help="cost: also time the cvxpylayers SVM auditor")
     parser.add_argument("--n-reference", type=int, default=8, help="gap: RMIA reference models (0: no RMIA)")
+    parser.add_argument("--cifar", default=None, help="cost: also time SG on CIFAR-10 (folder or .tar.gz)")
+    parser.add_argument("--cifar-epochs", type=int, default=20, help="cost --cifar: the CNN's training epochs")
+    parser.add_argument("--cifar-sg-epochs", type=int, default=2, help="cost --cifar: SG epochs timed")
     parser.add_argument("--bank", default=None, help="model bank folder (default: the user's bank)")
     args = parser.parse_args()
     torch.set_num_threads(1)

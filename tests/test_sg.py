@@ -282,3 +282,16 @@ def test_sg_runs_with_the_papers_svm_auditor(digits_original, forget, retain, ho
     new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
     assert sg.stats_["history"][0]["utility"] < 0  # minus a hinge loss
     assert any(not torch.equal(a, b) for a, b in zip(new.state_dict().values(), digits_original.state_dict().values()))
+
+
+def test_compacted_tasks_audit_the_same_rows(features, forget, holdout):
+    from unlearn.methods.sg_auditor import compact_tasks
+
+    member, nonmember = features
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=True, seed=4)
+    compacted, used = compact_tasks(tasks)
+    assert len(used) < len(holdout) and len(np.unique(used)) == len(used)
+    full = audit(member, nonmember, tasks, kind="logistic")
+    small = audit(member, nonmember[torch.as_tensor(used)], compacted, kind="logistic")
+    assert float(small.utility) == pytest.approx(float(full.utility), rel=1e-12)
+    assert small.accuracy == full.accuracy

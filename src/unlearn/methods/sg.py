@@ -47,7 +47,15 @@ from torch import nn
 from unlearn.data import ArrayDataset, as_float
 from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
-from unlearn.methods.sg_auditor import AUDITORS, FEATURES, audit, audit_tasks, auditor_features, feature_scale
+from unlearn.methods.sg_auditor import (
+    AUDITORS,
+    FEATURES,
+    audit,
+    audit_tasks,
+    auditor_features,
+    compact_tasks,
+    feature_scale,
+)
 from unlearn.methods.shared import finetune_recipe, num_classes_of, random_wrong_labels
 from unlearn.models import accuracy, logits
 from unlearn.training import Source, fit, make_optimizer
@@ -151,6 +159,8 @@ class SG(Method):
         per_class = {"per-class": True, "single": False}.get(self.grouping, not is_class_forgetting(forget, retain))
         tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=per_class, n_splits=self.n_splits,
                             train_fraction=self.train_fraction, seed=seed)
+        tasks, audited_rows = compact_tasks(tasks)
+        audited = holdout.subset(audited_rows)  # the non-members the auditors use; all of holdout scores accuracy
         sources = [Source(retain)]
         if self.base == "rl":
             sources.append(Source(forget, relabel=random_wrong_labels(num_classes_of(model))))
@@ -159,7 +169,7 @@ class SG(Method):
         # Its own optimiser: the attacker step must not share momentum with the base step.
         attack_optimizer = torch.optim.SGD(model.parameters(), lr=self.attack_lr or self.lr, momentum=self.momentum)
         # The auditors' feature scaling is fixed once, from the original model's outputs.
-        scale = feature_scale(*self._features(model, forget, holdout, device), tasks)
+        scale = feature_scale(*self._features(model, forget, audited, device), tasks)
         epoch_seeds = torch.randint(2**31 - 1, (self.epochs,), generator=torch.Generator().manual_seed(seed))
 
         history, best_score, best_state = [], -math.inf, None
@@ -176,10 +186,10 @@ class SG(Method):
             if self.alpha > 0:
                 for group in attack_optimizer.param_groups:
                     group["lr"] = (self.attack_lr or self.lr) * factor
-                utility = self._attack_step(model, forget, holdout, tasks, scale, attack_optimizer, device)
+                utility = self._attack_step(model, forget, audited, tasks, scale, attack_optimizer, device)
             attack_done = time.perf_counter()
             validation_accuracy = accuracy(model, holdout, device=device)
-            mia_accuracy = self._audit(model, forget, holdout, tasks, scale, device).accuracy
+            mia_accuracy = self._audit(model, forget, audited, tasks, scale, device).accuracy
             # Two-sided by default: an auditor pushed below chance still tells members apart (see notes).
             leak = mia_accuracy if self.selection == "paper" else 50.0 + abs(mia_accuracy - 50.0)
             score = validation_accuracy - leak

@@ -134,6 +134,26 @@ def audit_tasks(member_labels, nonmember_labels, *, per_class: bool, n_splits: i
     return tasks
 
 
+def compact_tasks(tasks: list[AuditorTask]) -> tuple[list[AuditorTask], np.ndarray]:
+    """The non-member rows any task uses, and the tasks re-indexed onto [members; those rows].
+
+    Balancing keeps about as many non-members as members, so with a large holdout (5,000 CIFAR-10
+    images for 500 forget samples) most of it is never audited; SG then scores only these rows.
+    """
+    n_members = tasks[0].n_members
+    rows = torch.cat([torch.cat([task.train, task.test]) for task in tasks])
+    used = torch.unique(rows[rows >= n_members]) - n_members
+    position = torch.full((int(used.max()) + 1 if len(used) else 1,), -1, dtype=torch.long)
+    position[used] = torch.arange(len(used))
+
+    def remap(part: torch.Tensor) -> torch.Tensor:
+        is_member = part < n_members
+        return torch.where(is_member, part, n_members + position[(part - n_members).clamp_min(0)])
+
+    return ([AuditorTask(task.group, n_members, remap(task.train), remap(task.test)) for task in tasks],
+            used.numpy())
+
+
 def auditor_loss(margins: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-sample loss of a linear auditor with decision value `margins` and targets in {0, 1}."""
     signs = 2 * targets - 1
