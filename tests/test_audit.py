@@ -89,11 +89,14 @@ def test_each_mia_auc_is_sklearns_on_the_same_scores(audits, digits, digits_spli
 
 def test_reference_models_are_paired_halves_of_train_plus_test(digits, digits_original, bank):
     n_pool = len(digits.train) + len(digits.test)
-    refs = audit.reference_logits(digits_original, digits, np.arange(n_pool), bank=bank, n_reference=N_REF, seed=0)
-    assert refs.logits.shape == (N_REF, n_pool, 10)
-    assert (refs.members.sum(0) == N_REF // 2).all()  # every pool point IN for exactly half
+    # Four models: the first two pairs of the module's eight (served from the bank on the same worker).
+    refs = audit.reference_logits(digits_original, digits, np.arange(n_pool), bank=bank, n_reference=4, seed=0)
+    assert refs.logits.shape == (4, n_pool, 10)
+    assert (refs.members.sum(0) == 2).all()  # every pool point IN for exactly half
     assert (refs.members[0::2] ^ refs.members[1::2]).all()  # each pair: a half and its complement
-    assert refs.trained == 0
+    assert not (refs.members[0] == refs.members[2]).all()  # pairs are different random halves
+    again = audit.reference_logits(digits_original, digits, np.arange(n_pool), bank=bank, n_reference=4, seed=0)
+    assert again.trained == 0 and torch.equal(again.logits, refs.logits)  # trained once per pool and seed
 
 
 def test_mis_of_the_retrained_model_stays_near_its_value_across_seeds(digits, digits_split, digits_retrained,
