@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -12,7 +13,9 @@ from unlearn.errors import UnlearnInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Machine unlearning of trained classifiers, and audits that check it.")
-console = Console(stderr=False)
+# Piped or captured output (CI logs, `| tee`) gets wide tables instead of rich's 80-column
+# default, so method tables stay one line per row.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
 DatasetOpt = typer.Option("digits", "--dataset", "-d", help="digits, cifar10, imagefolder:PATH, torchvision:NAME")
 DataRootOpt = typer.Option(None, "--data-root", help="where the dataset lives (cifar10: folder or .tar.gz)")
