@@ -24,7 +24,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY_RECIPE = {"lr": 0.05, "epochs": 8, "batch_size": 64, "schedule": "onecycle", "weight_decay": 0.0}
 
 
-def tiny_protocol(methods: dict | None = None, seeds=(0,), attacks=("acc", "loss")) -> dict:
+def tiny_protocol(methods: dict | None = None, seeds=(0,), attacks=("acc", "loss", "rmia")) -> dict:
     return {
         "name": "tiny", "dataset": "digits", "model": {"arch": "mlp", "args": {"hidden": [64]}},
         "recipe": dict(TINY_RECIPE), "seeds": list(seeds),
@@ -69,6 +69,7 @@ def _line_of(text: str, needle: str) -> int:
     (lambda r: r["methods"]["ft"].update({"lrate": 0.1}), "methods.ft", "ft:"),
     (lambda r: r.update({"settings": ["with_retain", "sometimes"]}), "settings.1", "sometimes"),
     (lambda r: r["audit"].update({"attacks": ["acc", "telepathy"]}), "audit.attacks", "attacks"),
+    (lambda r: r["audit"].update({"n_reference": 3}), "audit.n_reference", "n_reference"),
 ])
 def test_malformed_config_is_refused_naming_key_and_line(edit, key, needle):
     raw = tiny_protocol()
@@ -175,6 +176,8 @@ def tiny_run(audit_layer, tmp_path_factory, bank):
 
 
 def test_bench_writes_run_directory(tiny_run):
+    import numpy as np
+
     config, run_dir, first = tiny_run
     assert not first.crashed
     for name in ("config.yaml", "environment.json", "summary.md", "summary.csv"):
@@ -191,6 +194,10 @@ def test_bench_writes_run_directory(tiny_run):
         assert sum(r["hist"]["forget"]) == 126 and len(r["roc"]["loss"]["tpr"]) == len(r["roc"]["loss"]["fpr"])
         if r["method"] != "retrain":  # the gap is |m - m_retrain| on the accuracies
             assert r["flat"]["gap.acc.test"] == pytest.approx(abs(r["flat"]["acc.test"] - oracle["flat"]["acc.test"]))
+    for r in records.values():  # the report's RMIA curve encloses the AUC the audit reported
+        fpr, tpr = np.r_[0.0, r["roc"]["rmia"]["fpr"]], np.r_[0.0, r["roc"]["rmia"]["tpr"]]
+        area = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+        assert 100 * area == pytest.approx(r["flat"]["rmia.auc"], abs=2.0), r["method"]
     summary = (run_dir / "summary.md").read_text()
     assert "n/a: ft needs the retain set" in summary
     assert summary.index("| retrain |") < summary.index("| ft |")
@@ -228,8 +235,9 @@ def test_report_is_self_contained_html(tiny_run):
     assert page.count("<table>") == 2  # one per setting
     images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
     # per setting: loss ROC, gap-vs-cost scatter, one histogram pair per method
-    assert sorted(images) == sorted(["ROC loss", "gap vs cost", "confidence histogram ft", "confidence histogram ga",
-                                     "ROC loss", "gap vs cost", "confidence histogram ga"])
+    assert sorted(images) == sorted(["ROC loss", "ROC rmia", "gap vs cost", "confidence histogram ft",
+                                     "confidence histogram ga", "ROC loss", "ROC rmia", "gap vs cost",
+                                     "confidence histogram ga"])
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from unlearn.errors import UnlearnInputError
 
@@ -103,6 +111,20 @@ class AuditSpec(_Strict):
             raise ValueError(f"unknown attack(s) {unknown}; known: {', '.join(known)}")
         if "acc" not in value:
             value = ["acc", *value]  # every table starts with the accuracies
+        return value
+
+    @field_validator("n_reference")
+    @classmethod
+    def _enough_references(cls, value, info: ValidationInfo):
+        try:
+            from unlearn.audit import MIN_REFERENCES
+        except ImportError:
+            return value
+        for attack in info.data.get("attacks") or []:  # `attacks` is declared first, so validated by now
+            least = MIN_REFERENCES.get(attack)
+            if least and (value < least or value % 2):
+                raise ValueError(f"{attack} needs an even number of at least {least} reference models "
+                                 f"(complementary halves), got {value}")
         return value
 
 
