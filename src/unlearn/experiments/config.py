@@ -263,6 +263,9 @@ def _check_methods(config: Config, source: str, root) -> None:
 
     for name, hp in config.methods.items():
         where = _where(source, root, ("methods", name))
+        if name == "retrain" and hp:
+            raise UnlearnInputError(f"{where}: methods.retrain: the Retrain row is the oracle, trained with the "
+                                    f"protocol's model, recipe and seeds; it takes no hyperparameters here")
         if name not in methods.available():
             raise UnlearnInputError(f"{where}: methods.{name}: unknown method {name!r}; "
                                     f"registered: {', '.join(methods.available()) or 'none'}")
