@@ -60,10 +60,26 @@ def environment(backend: str) -> dict[str, Any]:
 
     import unlearn
 
-    return {"unlearn": unlearn.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
+    return {"unlearn": unlearn.__version__, "git_commit": _git_commit(), "python": sys.version.split()[0], "torch": torch.__version__,
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "host": socket.gethostname(),
             "platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "backend": backend, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _git_commit() -> str | None:
+    """The source checkout's commit (and whether it had local changes), when running from one."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if sha.returncode:
+        return None
+    return sha.stdout.strip() + (" (with local changes)" if dirty.stdout.strip() else "")
 
 
 def _progress(enabled: bool | None):
