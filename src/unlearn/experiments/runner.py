@@ -47,7 +47,7 @@ class BenchResult:
     run_dir: Path
     plan: Plan
     records: list[dict[str, Any]]
-    trained: int = 0        # models trained into the bank by this bench
+    trained: int = 0        # models added to the bank during this bench (audit reference models included)
     executed: int = 0       # jobs run by this bench (the rest came from the results store)
     crashed: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -89,7 +89,7 @@ def _progress(enabled: bool | None):
 
 
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
-              bank: ModelBank | None = None, progress: bool | None = None, log=print) -> BenchResult:
+              bank: ModelBank | None = None, progress: bool | None = None) -> BenchResult:
     """Run a protocol into `run_dir` (resuming what is there) and write its summary."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -104,11 +104,12 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     plan = resolve(config, dataset)
     executor = make_executor(backend, address, config.device)
     result = BenchResult(run_dir, plan, [])
+    models_before = len(bank)
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        originals, retrains = _train_stage(plan, bank, executor, result, progress, log)
+        originals, retrains = _train_stage(plan, bank, executor, progress)
         oracle = _run_stage(plan.oracle, plan, retrains, retrains, None, bank, store, executor, result,
                             progress, "auditing retrained models")
         references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
@@ -122,6 +123,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
                                "error": f"{job.method} needs the retain set"})
     result.records = [r for r in store.records() if r["id"] in _ids(plan)] + \
         [r for r in result.records if r["status"] == "n/a"]
+    result.trained = len(bank) - models_before
     result.seconds = time.perf_counter() - start
     write_summary(result.records, run_dir, config)
     return result
@@ -131,7 +133,7 @@ def _ids(plan: Plan) -> set[str]:
     return {j.id for j in plan.oracle + plan.runs}
 
 
-def _train_stage(plan: Plan, bank: ModelBank, executor, result: BenchResult, progress, log):
+def _train_stage(plan: Plan, bank: ModelBank, executor, progress):
     """Originals per model seed and retrains per (forget set, model seed): in the bank, or trained now."""
     from unlearn.training import default_arch_args, get_recipe
 
@@ -157,7 +159,6 @@ def _train_stage(plan: Plan, bank: ModelBank, executor, result: BenchResult, pro
                 raise out
             _, key, _ = missing[index]
             bank.put(key, model_from_payload(out["model"]), out["seconds"])
-            result.trained += 1
             bar.advance(task)
     for (role, split_key, seed), indices in wanted.items():
         model, seconds = bank.get_with_time(dataset, arch, indices, recipe, seed, arch_args=arch_args)
