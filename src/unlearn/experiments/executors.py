@@ -75,7 +75,7 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def make_executor(backend: str, address: str | None = None, device: str = "cpu"):
+def make_executor(backend: str, address: str | None = None, device: str = "cpu") -> LocalExecutor | RayExecutor:
     if backend == "local":
         if address:
             raise UnlearnInputError("--address is for --backend ray")

@@ -27,7 +27,7 @@ import torch
 
 from unlearn.data import Dataset, ForgetSplit, class_forget, random_forget, split_holdout
 from unlearn.errors import DivergenceError, UnlearnInputError
-from unlearn.experiments.config import Config
+from unlearn.experiments.config import Config, ForgetSpec
 from unlearn.models import Classifier, true_class_confidence
 from unlearn.models import per_sample_loss as losses_of
 
@@ -88,7 +88,7 @@ class Plan:
         return [(key, seed) for key in self.splits for seed in self.config.seeds]
 
 
-def make_split(spec, n_train: int, labels, seed: int) -> ForgetSplit:
+def make_split(spec: ForgetSpec, n_train: int, labels: np.ndarray, seed: int) -> ForgetSplit:
     if spec.kind == "class":
         return class_forget(labels, spec.classes)
     return random_forget(n_train, fraction=spec.fraction, count=spec.count, seed=seed)
@@ -247,8 +247,8 @@ def _audit(model, dataset: Dataset, split: ForgetSplit, config_audit: dict, eval
                           device=device, evaluation=evaluation)
 
 
-def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation, evaluation,
-            model: dict[str, Any], audit_spec: dict, reference: dict | None, retrain_seconds: float,
+def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np.ndarray | None,
+            evaluation: np.ndarray, model: dict[str, Any], audit_spec: dict, reference: dict | None, retrain_seconds: float,
             bank_root: str, device: str = "cpu") -> dict[str, Any]:
     """Unlearn (unless `job` is the oracle) and audit; return the job's JSON record.
 

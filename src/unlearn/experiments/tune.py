@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 
+from unlearn.bank import ModelBank
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.config import Config
 
@@ -69,12 +70,11 @@ def _suggest(trial, name: str, spec):
     raise UnlearnInputError(f"tune space for {name}: give a list of choices or {{low, high, log}}, got {spec!r}")
 
 
-def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None = None, bank=None,
-         progress: bool | None = None, out: str | Path | None = None) -> TuneResult:
+def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None = None,
+         bank: ModelBank | None = None, progress: bool | None = None, out: str | Path | None = None) -> TuneResult:
     """Search `method`'s hyperparameters on the protocol's tuning forget set; write the best as a fragment."""
     import optuna
 
-    from unlearn.bank import ModelBank
     from unlearn.experiments.jobs import RunJob, context_digest, model_payload, run_job
     from unlearn.experiments.runner import run_bench
     from unlearn.experiments.store import ResultStore
