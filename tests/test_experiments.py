@@ -233,7 +233,7 @@ def test_report_is_self_contained_html(tiny_run):
 
     _, run_dir, _ = tiny_run
     page = write_report(run_dir).read_text()
-    assert page.count("<table>") == 2  # one per setting
+    assert page.count("<table class='summary'>") == 2  # one per setting
     images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
     # per setting: loss ROC, gap-vs-cost scatter, one histogram pair per method
     assert sorted(images) == sorted(["ROC loss", "ROC rmia", "gap vs cost", "confidence histogram ft",
@@ -306,6 +306,7 @@ def test_demo_prints_every_method_and_writes_the_report(audit_layer, tmp_path, b
     rows = {line.split()[0] for line in result.output.splitlines() if line.strip()}
     assert set(methods.available()) <= rows
     page = (tmp_path / "demo" / "report.html").read_text()
-    assert page.count("<table>") == 2
+    assert page.count("<table class='summary'>") == 2
+    assert page.count("<details>") >= 2  # AMUN records its adversarial set, in both settings
     for name in methods.available():
         assert f"<td>{name}</td>" in page

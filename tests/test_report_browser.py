@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 PROBE = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
-  const rows = [...document.querySelectorAll('table tr')];
+  const rows = [...document.querySelectorAll('table.summary tr')];
   document.body.dataset.images = imgs.length;
   document.body.dataset.decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.rows = rows.length;
@@ -41,7 +41,7 @@ def test_report_renders_tables_and_every_image(tmp_path, bank):
     run_bench(config, run_dir, bank=bank, progress=False)
     page = write_report(run_dir).read_text()
     n_images = page.count("<img ")
-    n_rows = len(re.findall(r"<tr>", page))
+    n_rows = sum(table.count("<tr>") for table in re.findall(r"<table class='summary'>.*?</table>", page))
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(

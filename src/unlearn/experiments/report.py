@@ -7,6 +7,7 @@ external files; every plot is a base64-embedded PNG drawn by matplotlib):
   retrained model the D_F and D_T curves coincide; a method that unlearned well looks the same);
 - MIA ROC curves on log-log axes (the low-FPR region is where membership inference matters);
 - Avg. Gap vs cost (unlearning time as a fraction of retraining);
+- the statistics a method records (`stats_`: AMUN's adversarial set, SISA's cost, ...);
 - the protocol and the environment it ran in.
 """
 
@@ -145,7 +146,23 @@ def _table_html(rows, columns) -> str:
         else:
             cells = f'<td colspan="{len(columns)}">{html.escape(r["status"])}: {html.escape(r["note"])}</td>'
         body.append(f"<tr><td>{html.escape(r['method'])}</td>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _stats_html(methods: dict[str, list]) -> str:
+    """Statistics methods leave in `stats_` (AMUN's adversarial set, SISA's cost, ...), first run, scalars only."""
+    from unlearn.audit import flatten
+
+    blocks = []
+    for method, runs in methods.items():
+        stats = next((r["stats"] for r in runs if isinstance(r.get("stats"), dict) and r["stats"]), None)
+        if stats is None:
+            continue
+        scalars = {k: v for k, v in flatten(stats).items() if isinstance(v, (int, float, str, bool))}
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}"
+                       f"</td></tr>" for k, v in scalars.items())
+        blocks.append(f"<details><summary>{html.escape(method)}</summary><table>{rows}</table></details>")
+    return "<h3>Method statistics (first run)</h3>" + "".join(blocks) if blocks else ""
 
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}
@@ -186,6 +203,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                      + "".join(roc_curves(methods)) + (scatter or "") + "</div>")
         parts.append("<h3>True-class confidence: each method beside Retrain</h3><div>"
                      + "".join(histograms(methods)) + "</div>")
+        parts.append(_stats_html(methods))
     parts.append("<h2>Protocol</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>")
     parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(env, indent=1)) + "</pre>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>unlearn report</title>"
