@@ -291,22 +291,3 @@ def test_tune_refuses_a_method_outside_the_protocol(tmp_path):
     with pytest.raises(UnlearnInputError, match="--method rl"):
         tune(parse_config(as_yaml(tiny_protocol())), "rl", tmp_path)
 
-
-# ---- the main job ----------------------------------------------------------------------------
-
-def test_demo_prints_every_method_and_writes_the_report(audit_layer, tmp_path, bank):
-    from typer.testing import CliRunner
-
-    from unlearn import methods
-    from unlearn.cli import app
-
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--bank", str(bank.root)],
-                                env={"COLUMNS": "250"})
-    assert result.exit_code == 0, result.output
-    rows = {line.split()[0] for line in result.output.splitlines() if line.strip()}
-    assert set(methods.available()) <= rows
-    page = (tmp_path / "demo" / "report.html").read_text()
-    assert page.count("<table class='summary'>") == 2
-    assert page.count("<details>") >= 2  # AMUN records its adversarial set, in both settings
-    for name in methods.available():
-        assert f"<td>{name}</td>" in page
