@@ -103,3 +103,20 @@ def test_demo_prints_every_method_and_writes_the_report(tmp_path):
     rows = {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
     assert set(methods.available()) <= rows, set(methods.available()) - rows
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("kind, message", [("corrupt", "not a readable safetensors"),
+                                           ("five-class", "5 classes")])
+def test_cli_refuses_a_bad_model_file_and_keeps_it(tmp_path, digits, kind, message):
+    path = tmp_path / "model.safetensors"
+    if kind == "corrupt":
+        path.write_bytes(b"\x00not a model" * 8)
+    else:
+        five = data.Dataset("five", digits.train, digits.test, tuple("abcde"), "five")
+        models.save_model(models.create("mlp", five), path)
+    before = path.read_bytes()
+    csv = data.save_forget_csv(tmp_path / "f.csv", [1, 2, 3])
+    res = run_cli("forget", "--model", str(path), "--forget", str(csv), "--method", "ft", "--out",
+                  str(tmp_path / "out.safetensors"))
+    assert res.returncode == 2 and message in res.stderr
+    assert path.read_bytes() == before and not (tmp_path / "out.safetensors").exists()
