@@ -81,11 +81,17 @@ def markdown(rows, columns) -> str:
         out.append(f"### {forget}, {setting.replace('_', ' ')} ({spread})\n")
         out.append("| method | " + " | ".join(t for _, t in columns) + " |")
         out.append("| --- |" + " --- |" * len(columns))
+        notes = []
         for r in part:
-            cells = [fmt(r[k], r["n"]) for k, _ in columns] if r["status"] == "ok" else \
-                [f"{r['status']}: {r['note']}"] + [""] * (len(columns) - 1)
+            # A run that did not happen fills its row with its status and explains it below the
+            # table, so one long reason does not widen a numeric column.
+            cells = [fmt(r[k], r["n"]) for k, _ in columns] if r["status"] == "ok" else [r["status"]] * len(columns)
             out.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+            if r["status"] != "ok":
+                notes.append(f"- {r['method']}: {r['status']}: {r['note']}")
         out.append("")
+        if notes:
+            out += notes + [""]
     return "\n".join(out)
 
 
