@@ -17,7 +17,7 @@ from unlearn.attacks import fgsm
 from unlearn.data import ArrayDataset
 from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
+from unlearn.methods.shared import finetune, method_recipe
 from unlearn.training import Source
 
 
@@ -45,7 +45,7 @@ class BoundaryShrink(Method):
         self.bound, self.lr, self.epochs, self.batch_size = bound, lr, epochs, batch_size
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        recipe = method_recipe(self)
         if not (isinstance(self.bound, (int, float)) and self.bound > 0):
             raise UnlearnInputError(f"bs: bound must be a positive number, got {self.bound!r}")
         # `model` is already the method's own copy and untouched so far: it is θ_o for the attack.
@@ -53,5 +53,4 @@ class BoundaryShrink(Method):
         self.stats_ = {"n_forget": len(forget), "n_moved": int(neighbour.success.sum()), "bound": self.bound}
         shrunk = ArrayDataset(forget.x, neighbour.y_adv)  # original inputs, the neighbours' labels
         sources = ([Source(retain)] if retain is not None else []) + [Source(shrunk)]
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size)
         return finetune(model, sources, recipe, seed=seed, device=device, name=self.name)

@@ -10,7 +10,7 @@ It needs D_R by definition.
 from __future__ import annotations
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
+from unlearn.methods.shared import finetune, method_recipe
 from unlearn.training import Source
 
 
@@ -41,6 +41,5 @@ class FT(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
+        recipe = method_recipe(self)
         return finetune(model, [Source(retain)], recipe, seed=seed, device=device, name=self.name)

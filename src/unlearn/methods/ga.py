@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
+from unlearn.methods.shared import finetune, method_recipe
 from unlearn.training import Source
 
 
@@ -44,7 +44,6 @@ class GA(Method):
         self.lr, self.epochs, self.batch_size = lr, epochs, batch_size
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size)
+        recipe = method_recipe(self)
         return finetune(model, [Source(forget, augment=False)], recipe, seed=seed, device=device, name=self.name,
                         loss_fn=negative_cross_entropy)

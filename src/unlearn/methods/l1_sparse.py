@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
+from unlearn.methods.shared import finetune, method_recipe
 from unlearn.training import Source
 
 
@@ -45,7 +45,7 @@ class L1Sparse(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        recipe = method_recipe(self)
         if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
             raise UnlearnInputError(f"l1-sparse: gamma must be a number >= 0, got {self.gamma!r}")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -59,5 +59,4 @@ class L1Sparse(Method):
             gamma = self.gamma * (1.0 - epoch / self.epochs)
             return F.cross_entropy(logits, labels) + gamma * sum(p.abs().sum() for p in params)
 
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
         return finetune(model, [Source(retain)], recipe, seed=seed, device=device, name=self.name, loss_fn=loss)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe
+from unlearn.methods.shared import finetune, method_recipe
 from unlearn.training import Source
 
 
@@ -61,12 +61,11 @@ class NegGradPlus(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        recipe = method_recipe(self)
         from unlearn.errors import UnlearnInputError
 
         if not (isinstance(self.beta, (int, float)) and 0.0 <= self.beta <= 1.0):
             raise UnlearnInputError(f"neggrad+: beta must lie in [0, 1], got {self.beta}")
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
         sources = ([Source(retain)] if retain is not None and len(retain) else []) + [Source(forget)]
         return finetune(model, sources, recipe, seed=seed, device=device, name=self.name,
                         loss_fn=neggrad_plus_loss(self.beta, forget_id=len(sources) - 1))

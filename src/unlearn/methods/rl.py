@@ -9,13 +9,7 @@ Each forget sample gets a uniformly random label other than its own, drawn anew 
 from __future__ import annotations
 
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import (
-    check_finetune_hparams,
-    finetune,
-    finetune_recipe,
-    num_classes_of,
-    random_wrong_labels,
-)
+from unlearn.methods.shared import finetune, method_recipe, num_classes_of, random_wrong_labels
 from unlearn.training import Source
 
 
@@ -50,7 +44,6 @@ class RL(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
+        recipe = method_recipe(self)
         return finetune(model, random_label_sources(model, forget, retain), recipe, seed=seed, device=device,
                         name=self.name)

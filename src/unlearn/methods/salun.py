@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from unlearn.methods.base import Method, register
 from unlearn.methods.rl import random_label_sources
-from unlearn.methods.shared import check_finetune_hparams, finetune, finetune_recipe, saliency_mask
+from unlearn.methods.shared import finetune, method_recipe, saliency_mask
 
 
 @register
@@ -44,7 +44,7 @@ class SalUn(Method):
         self.crop_padding, self.flip = crop_padding, flip
 
     def _unlearn(self, model, forget, retain, *, seed, device, **context):
-        check_finetune_hparams(self.name, self.lr, self.epochs, self.batch_size)
+        recipe = method_recipe(self)
         from unlearn.errors import UnlearnInputError
 
         if not (isinstance(self.ratio, (int, float)) and 0.0 < self.ratio <= 1.0):
@@ -52,6 +52,5 @@ class SalUn(Method):
         mask = saliency_mask(model, forget, self.ratio, device=device)
         chosen = sum(int(m.sum()) for m in mask.values())
         self.stats_ = {"mask_ratio": chosen / sum(m.numel() for m in mask.values())}
-        recipe = finetune_recipe(self.lr, self.epochs, self.batch_size, crop_padding=self.crop_padding, flip=self.flip)
         return finetune(model, random_label_sources(model, forget, retain), recipe, seed=seed, device=device,
                         name=self.name, mask=mask)

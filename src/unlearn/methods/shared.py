@@ -106,3 +106,11 @@ def check_finetune_hparams(method: str, lr, epochs, batch_size) -> None:
     for key, value, least in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise UnlearnInputError(f"{method}: {key} must be an integer >= {least}, got {value!r}")
+
+
+def method_recipe(method, **schedule) -> Recipe:
+    """The fine-tuning recipe of a method object, from its `lr`, `epochs`, `batch_size` and (when it
+    has them) `crop_padding` / `flip` attributes, after checking them; `schedule` adds e.g. a StepLR."""
+    check_finetune_hparams(method.name, method.lr, method.epochs, method.batch_size)
+    return finetune_recipe(method.lr, method.epochs, method.batch_size, crop_padding=getattr(method, "crop_padding", 0),
+                           flip=getattr(method, "flip", False), **schedule)
