@@ -27,6 +27,7 @@ from unlearn.cli.common import (
     parse_sets,
     table,
 )
+from unlearn.files import write_text
 
 
 @app.command()
@@ -72,7 +73,7 @@ def forget(
         raise UnlearnInputError(f"method {method!r} returned a model that cannot be saved as one file")
     stats = getattr(chosen, "stats_", None)
     if stats is not None:
-        Path(f"{out}.stats.json").write_text(json.dumps(stats, indent=2, default=str))
+        write_text(f"{out}.stats.json", json.dumps(stats, indent=2, default=str))
     rows = [[name, models.accuracy(m, forget_set), models.accuracy(m, retain_set), models.accuracy(m, ds.test)]
             for name, m in (("original", original), (method, new))]
     console.print(table(f"{method} on {ds.name}: {len(split.forget)} samples forgotten in {seconds:.1f} s "

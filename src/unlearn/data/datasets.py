@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from unlearn.errors import UnlearnInputError
+from unlearn.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -234,10 +235,8 @@ def load_imagefolder(path, name: str | None = None, progress: bool = True) -> Da
             arrays = None  # a damaged cache is rebuilt, never trusted
     if arrays is None:
         arrays = _decode_imagefolder(path, progress)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
     train = ArrayDataset(torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"]))
     test = ArrayDataset(torch.from_numpy(arrays["test_x"]), torch.from_numpy(arrays["test_y"]))
     mean, std = _channel_stats(train.x)

@@ -8,8 +8,6 @@ Every forget set passes through `validate_forget`, the one place that checks the
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from unlearn.errors import UnlearnInputError
+from unlearn.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -113,12 +112,9 @@ def _empty(path):
 def save_forget_csv(path, indices) -> Path:
     """Write indices as a CSV with an `index` column, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         f.write("index\n")
         f.writelines(f"{int(i)}\n" for i in np.asarray(indices))
-    os.replace(tmp, path)
     return path
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import aggregate, fmt, present_columns
+from unlearn.files import write_text
 
 PART_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
 
@@ -209,5 +210,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>unlearn report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     out = Path(out) if out is not None else run_dir / "report.html"
-    out.write_text(page)
+    write_text(out, page)
     return out

@@ -40,6 +40,7 @@ from unlearn.experiments.jobs import (
 )
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
+from unlearn.files import write_text
 
 
 @dataclass
@@ -94,10 +95,10 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     env = environment(backend)
     env["torch_threads"] = config.torch_threads or env["torch_threads"]
-    (run_dir / "environment.json").write_text(json.dumps(env, indent=1))
+    write_text(run_dir / "environment.json", json.dumps(env, indent=1))
     bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
     dataset = dataset_of(*config.dataset_spec)

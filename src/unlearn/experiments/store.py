@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from unlearn.files import write_text
 
 
 class ResultStore:
@@ -35,15 +36,7 @@ class ResultStore:
 
     def put(self, record: dict[str, Any]) -> Path:
         path = self.path(record["id"])
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1, sort_keys=True, default=_jsonable)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return write_text(path, json.dumps(record, indent=1, sort_keys=True, default=_jsonable))
 
     def records(self) -> Iterator[dict[str, Any]]:
         for path in sorted(self.dir.glob("*.json")):

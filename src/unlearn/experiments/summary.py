@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from unlearn.files import atomic_path, write_text
+
 # (flat metric key, column title), in table order; a column appears when some record has it.
 COLUMNS = [
     ("acc.forget", "forget acc"), ("acc.retain", "retain acc"), ("acc.test", "test acc"), ("mis.mis", "MIS"),
@@ -98,8 +100,8 @@ def markdown(rows, columns) -> str:
 def write_summary(records: list[dict[str, Any]], run_dir: Path, config=None) -> list[dict[str, Any]]:
     rows = aggregate(records, list(config.methods) if config is not None else None)
     columns = present_columns(rows)
-    (Path(run_dir) / "summary.md").write_text(markdown(rows, columns))
-    with open(Path(run_dir) / "summary.csv", "w", newline="") as f:
+    write_text(Path(run_dir) / "summary.md", markdown(rows, columns))
+    with atomic_path(Path(run_dir) / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["forget", "setting", "method", "n", "status", "note"]
                         + [f"{k}_{s}" for k, _ in columns for s in ("mean", "std")])

@@ -28,6 +28,7 @@ import yaml
 from unlearn.bank import ModelBank
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.config import Config
+from unlearn.files import atomic_path, write_text
 
 PAPER_GRIDS: dict[str, list] = {
     "lr": [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5],   # AMUN's grid (METHODS.md)
@@ -131,12 +132,13 @@ def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None
     best = min(finished, key=lambda t: t.value)
     best_params = {**config.hparams(method), **best.params}
     run_dir = Path(run_dir)
-    with open(run_dir / f"trials-{method}.csv", "w", newline="") as f:
+    with atomic_path(run_dir / f"trials-{method}.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
     fragment = Path(out) if out is not None else run_dir / f"best-{method}.yaml"
-    fragment.write_text(
+    write_text(
+        fragment,
         f"# unlearn tune --method {method}: best Avg. Gap to Retrain {best.value:.2f} over {len(finished)} "
         f"trials\n# on forget set {spec.label} drawn with seed {config.tune.forget_seed}, model seed {model_seed}, "
         f"{config.tune.setting}. Paste under `methods:`.\n"

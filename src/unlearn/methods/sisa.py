@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from torch import nn
 
 from unlearn.data import ArrayDataset, Dataset, as_float
 from unlearn.errors import UnlearnInputError
+from unlearn.files import atomic_path
 from unlearn.methods.base import Method, register
 from unlearn.models import create
 from unlearn.training import default_arch_args, default_recipe, fit, get_recipe
@@ -264,9 +264,8 @@ class SISA:
                 "aggregation": self.aggregation, "seed": self.seed, "recipe": self.recipe_.to_dict(),
                 "present": [k for k, m in enumerate(self.models_) if m is not None],
                 "n_train": int(self.indices_.size), "deletions": self.deletions_}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata={"format": SISA_FORMAT, "spec": json.dumps(spec)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": SISA_FORMAT, "spec": json.dumps(spec)})
         return path
 
     @classmethod

@@ -9,8 +9,6 @@ checks the file against the dataset it will be used with, and refuses mismatches
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unlearn.errors import UnlearnInputError
+from unlearn.files import atomic_path
 from unlearn.models.architectures import build
 
 FORMAT = "unlearn.classifier/1"
@@ -61,14 +60,8 @@ def save_model(model: Classifier, path, extra: dict | None = None) -> Path:
     if extra:
         spec["training"] = {**spec.get("training", {}), **extra}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": FORMAT, "spec": json.dumps(spec)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "spec": json.dumps(spec)})
     return path
 
 
