@@ -103,9 +103,17 @@ def check_finetune_hparams(method: str, lr, epochs, batch_size) -> None:
     numeric = isinstance(lr, (int, float)) and not isinstance(lr, bool)
     if not numeric or not lr > 0:
         raise UnlearnInputError(f"{method}: lr must be a positive number, got {lr!r} (write 1.0e-3, not 1e-3, in YAML)")
-    for key, value, least in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UnlearnInputError(f"{method}: {key} must be an integer >= {least}, got {value!r}")
+    check_integer(method, "epochs", epochs, least=0)
+    check_integer(method, "batch_size", batch_size, least=1)
+
+
+def check_integer(method: str, key: str, value, *, least: int) -> int:
+    """Refuse a hyperparameter that is not an integer >= `least`, naming it."""
+    from unlearn.errors import UnlearnInputError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UnlearnInputError(f"{method}: {key} must be an integer >= {least}, got {value!r}")
+    return value
 
 
 def method_recipe(method, **schedule) -> Recipe:
@@ -114,3 +122,36 @@ def method_recipe(method, **schedule) -> Recipe:
     check_finetune_hparams(method.name, method.lr, method.epochs, method.batch_size)
     return finetune_recipe(method.lr, method.epochs, method.batch_size, crop_padding=getattr(method, "crop_padding", 0),
                            flip=getattr(method, "flip", False), **schedule)
+
+
+def check_number(method: str, key: str, value, *, low: float = 0.0, inclusive: bool = False,
+                 high: float | None = None) -> float:
+    """Refuse a hyperparameter that is not a number above `low` (or at it, if `inclusive`), naming it.
+
+    As in `check_finetune_hparams`, YAML hands `1e-3` over as a string; refusing it here beats a
+    TypeError deep inside a tensor operation.
+    """
+    from unlearn.errors import UnlearnInputError
+
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    above = numeric and (value >= low if inclusive else value > low) and (high is None or value <= high)
+    if not above or value != value:  # value != value: NaN
+        bounds = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+        raise UnlearnInputError(f"{method}: {key} must be a number {bounds}, got {value!r}")
+    return float(value)
+
+
+def union(retain: ArrayDataset, forget: ArrayDataset) -> ArrayDataset:
+    """D = D_R ∪ D_F, retain samples first (the order the SSD and certified-removal papers' code use)."""
+    x = torch.cat([retain.x, forget.x.to(retain.x.dtype)])
+    return ArrayDataset(x, torch.cat([retain.y, forget.y]))
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last `nn.Linear` (the classifier head), refused if there is none."""
+    from unlearn.errors import UnlearnInputError
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnlearnInputError(f"{type(model).__name__} has no nn.Linear layer to act on")
+    return linears[-1]
