@@ -1,0 +1,72 @@
+"""Fisher forgetting on digits: the noise has the variance the closed-form Fisher of a linear model gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearn import data, methods, models
+from unlearn.errors import UnlearnInputError
+from unlearn.methods.fisher import fisher_diagonal
+
+
+@pytest.fixture(scope="module")
+def linear_model(digits, bank):
+    return bank.get(digits, "mlp", None, seed=0, arch_args={"hidden": []}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def sets(digits, digits_split):
+    return digits.train.subset(digits_split.forget), digits.train.subset(digits_split.retain)
+
+
+def closed_form_fisher(model, retain):
+    """Softmax regression: F[W_cj] = mean_i p_ic (1 - p_ic) z_ij², F[b_c] = mean_i p_ic (1 - p_ic),
+    where z is the normalised, flattened input the linear layer sees."""
+    z = ((data.as_float(retain.x) - model.mean) / model.std).flatten(1)
+    p = models.logits(model, retain).softmax(1)
+    curvature = p * (1 - p)
+    return curvature.T @ z**2 / len(retain), curvature.mean(0)
+
+
+def test_the_fisher_of_a_linear_model_is_the_closed_form(linear_model, sets):
+    _, retain = sets
+    fisher = fisher_diagonal(linear_model, retain, torch.device("cpu"))
+    weight, bias = closed_form_fisher(linear_model, retain)
+    torch.testing.assert_close(fisher["net.1.weight"], weight, rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(fisher["net.1.bias"], bias, rtol=1e-4, atol=1e-8)
+
+
+def test_the_noise_is_gaussian_with_the_notebook_variance(linear_model, sets):
+    forget, retain = sets
+    alpha = 1e-6
+    new = methods.get("fisher", alpha=alpha).unlearn(linear_model, forget, retain, seed=3)
+    weight, bias = closed_form_fisher(linear_model, retain)
+    # The head of a linear model: variance α·min(1/(F + 1e-8), 100), row mean for the weight, × 10.
+    var_w = (alpha * (1 / (weight + 1e-8)).clamp(max=100)).mean(1, keepdim=True) * 10
+    var_b = alpha * (1 / (bias + 1e-8)).clamp(max=100) * 10
+    z = torch.cat([((new.net[1].weight - linear_model.net[1].weight) / var_w.sqrt()).flatten(),
+                   (new.net[1].bias - linear_model.net[1].bias) / var_b.sqrt()]).detach()
+    assert len(z) == 650
+    assert abs(float(z.mean())) < 0.15
+    assert 0.9 < float(z.std()) < 1.1
+    # A wrong variance by a factor of two would show: the standardised noise is N(0, 1).
+    assert float((z.abs() < 1).float().mean()) == pytest.approx(0.683, abs=0.05)
+
+
+def test_alpha_zero_returns_the_original_weights_and_more_noise_costs_more_accuracy(digits, linear_model, sets):
+    forget, retain = sets
+    same = methods.get("fisher", alpha=0.0).unlearn(linear_model, forget, retain)
+    for a, b in zip(same.parameters(), linear_model.parameters()):
+        assert torch.equal(a, b)
+    quiet = methods.get("fisher", alpha=1e-7).unlearn(linear_model, forget, retain, seed=1)
+    loud = methods.get("fisher", alpha=1e-3).unlearn(linear_model, forget, retain, seed=1)
+    assert models.accuracy(quiet, digits.test) > models.accuracy(linear_model, digits.test) - 2
+    assert models.accuracy(loud, digits.test) < models.accuracy(quiet, digits.test) - 10
+
+
+@pytest.mark.parametrize("bad", [-1e-6, "1e-6", float("nan")])
+def test_fisher_refuses_an_unusable_alpha_by_name(linear_model, sets, bad):
+    forget, retain = sets
+    with pytest.raises(UnlearnInputError, match="alpha"):
+        methods.get("fisher", alpha=bad).unlearn(linear_model, forget, retain)
