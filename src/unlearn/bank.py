@@ -108,7 +108,7 @@ class ModelBank:
                       progress: bool | None = None, trainer: Callable[..., Classifier] | None = None,
                       name: str | None = None) -> tuple[Classifier, float]:
         """Like `get`, also returning the seconds the model took to train (when it was trained)."""
-        recipe_obj = get_recipe(recipe if recipe is not None else default_recipe(dataset.name))
+        recipe_obj = get_recipe(recipe if recipe is not None else default_recipe(dataset))
         arch_args = default_arch_args(dataset.name, arch, arch_args)
         indices = np.arange(len(dataset.train)) if indices is None else np.asarray(indices, dtype=np.int64)
         key = self.key(dataset, arch, indices, recipe_obj, seed, arch_args)

@@ -50,7 +50,7 @@ def training_setup(model, dataset: Dataset) -> tuple[str, dict, Recipe]:
     spec = getattr(model, "spec", None)
     if not spec or "arch" not in spec:
         raise UnlearnInputError("reference models need an unlearn Classifier whose spec names its architecture")
-    recipe = (spec.get("training") or {}).get("recipe") or default_recipe(dataset.name)
+    recipe = (spec.get("training") or {}).get("recipe") or default_recipe(dataset)
     return spec["arch"], dict(spec.get("arch_args") or {}), get_recipe(recipe)
 
 

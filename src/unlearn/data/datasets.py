@@ -6,7 +6,8 @@ turned into float32 in [0, 1] per batch by `as_float`, so CIFAR-10 costs 150 MB,
 Normalisation is not applied here: it is a layer inside every model (see `unlearn.models`), so
 adversarial perturbations are measured on real inputs.
 
-Names: `digits` (scikit-learn's bundled 8x8 digits, no download), `cifar10` (an image folder or
+Names: `mnist1d` (the embedded default: MNIST-1D generated offline), `digits` (scikit-learn's
+bundled 8x8 digits, no download), `cifar10` (an image folder or
 its `.tar.gz`, given by `root=` or `$UNLEARN_CIFAR10`), `imagefolder:PATH` for any folder of the
 same layout, and optional public downloads through torchvision / Hugging Face `datasets`.
 """
@@ -139,6 +140,64 @@ def load_digits(root=None, test_fraction: float = 0.3, split_seed: int = 0) -> D
     mean, std = _channel_stats(train.x)
     fingerprint = "digits-" + _digest(images[train_idx], labels[train_idx], images[test_idx])
     return Dataset("digits", train, test, tuple(str(c) for c in range(10)), fingerprint, mean, std)
+
+
+# MNIST-1D's signals lie in about [-5.5, 4.6]; a fixed affine map onto [0, 1] (not one fitted to
+# the data) keeps the project's input convention, so AMUN's epsilon and the [0, 1] clamp of every
+# attack mean the same on every draw of the generator.
+MNIST1D_RANGE = (-6.0, 6.0)
+
+
+@register("mnist1d")
+def load_mnist1d(root=None, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 4,000 train / 1,000 test signals of length 40, 10 classes.
+
+    Generated offline by the `mnist1d` package's procedural generator (`make_dataset` with its
+    default arguments and `seed`; its URL loader is never called), mapped from
+    `MNIST1D_RANGE` onto [0, 1] and stored as (N, 1, 40) float32, so a 1-D CNN and an MLP
+    both take it. Generating takes a few seconds; the arrays are cached under `$UNLEARN_CACHE`.
+    Small MLPs fit its training set and leak membership strongly (docs/benchmarks.md), which
+    makes it the embedded default for the demo and the test suite.
+    """
+    cache = cache_dir() / "datasets" / f"mnist1d-seed{seed}.npz"
+    arrays = None
+    if cache.exists():
+        try:
+            with np.load(cache, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError):
+            arrays = None  # a damaged cache is rebuilt, never trusted
+    if arrays is None:
+        arrays = _generate_mnist1d(seed)
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    train = ArrayDataset(torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"]))
+    test = ArrayDataset(torch.from_numpy(arrays["test_x"]), torch.from_numpy(arrays["test_y"]))
+    mean, std = _channel_stats(train.x)
+    fingerprint = "mnist1d-" + _digest(arrays["train_x"], arrays["train_y"], arrays["test_x"])
+    return Dataset("mnist1d", train, test, tuple(str(c) for c in range(10)), fingerprint, mean, std)
+
+
+def _generate_mnist1d(seed: int) -> dict[str, np.ndarray]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise UnlearnInputError('mnist1d needs the mnist1d package: pip install "unlearn[mnist1d]"') from err
+    args = get_dataset_args()
+    args.seed = seed
+    # The generator reseeds numpy's global state; keep the caller's stream untouched.
+    state = np.random.get_state()
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    lo, hi = MNIST1D_RANGE
+
+    def to_unit(x):
+        return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)[:, None, :]
+
+    return {"train_x": to_unit(raw["x"]), "train_y": np.asarray(raw["y"], dtype=np.int64),
+            "test_x": to_unit(raw["x_test"]), "test_y": np.asarray(raw["y_test"], dtype=np.int64)}
 
 
 # ---------------------------------------------------------------- image folders (CIFAR-10 copy)

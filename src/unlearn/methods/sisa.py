@@ -125,7 +125,7 @@ class SISA:
         position = np.minimum((key * self.shards * self.n_slices).astype(np.int64), self.shards * self.n_slices - 1)
         self.shard_, self.slice_ = position // self.n_slices, position % self.n_slices
         if self.is_torch:
-            self.recipe_ = get_recipe(self.recipe if self.recipe is not None else default_recipe(dataset.name))
+            self.recipe_ = get_recipe(self.recipe if self.recipe is not None else default_recipe(dataset))
             self.arch_args_ = default_arch_args(dataset.name, self.estimator, self.arch_args)
         self.models_: list[Any] = [None] * self.shards
         self.checkpoints_: list[list[dict | None]] = [[None] * self.n_slices for _ in range(self.shards)]

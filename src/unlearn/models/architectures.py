@@ -72,6 +72,27 @@ def small_cnn(num_classes: int, input_shape, width: int = 32, blocks: int = 3, h
     return nn.Sequential(*layers)
 
 
+@register("cnn1d")
+def cnn1d(num_classes: int, input_shape, width: int = 32, blocks: int = 3, hidden: int = 128) -> nn.Module:
+    """1-D convolutions for signals (C, L), e.g. MNIST-1D (1, 40): Conv1d-BN-ReLU blocks of width w,
+    2w, 4w, ..., each followed by max-pool by 2 while the signal is at least 2 long, then an MLP head.
+    """
+    if len(input_shape) != 2:
+        raise UnlearnInputError(f"cnn1d takes signals shaped (channels, length), got input shape {tuple(input_shape)}")
+    channels, length = input_shape
+    layers: list[nn.Module] = []
+    for i in range(blocks):
+        out = width * 2**i
+        layers += [nn.Conv1d(channels, out, 5, padding=2, bias=False), nn.BatchNorm1d(out), nn.ReLU(inplace=True)]
+        if length >= 2:
+            layers.append(nn.MaxPool1d(2))
+            length //= 2
+        channels = out
+    layers += [nn.Flatten(), nn.Linear(channels * length, hidden), nn.ReLU(inplace=True),
+               nn.Linear(hidden, num_classes)]
+    return nn.Sequential(*layers)
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()

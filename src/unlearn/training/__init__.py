@@ -5,6 +5,7 @@ from unlearn.training.recipes import (  # noqa: F401
     DEFAULT_ARCH,
     RECIPES,
     Recipe,
+    default_arch,
     default_arch_args,
     default_recipe,
     get_recipe,

@@ -24,7 +24,7 @@ def train(arch: str, dataset: Dataset, indices=None, recipe: str | Recipe | dict
 
     Same seed, same indices, same recipe: bit-identical weights on CPU.
     """
-    recipe_obj = get_recipe(recipe if recipe is not None else default_recipe(dataset.name))
+    recipe_obj = get_recipe(recipe if recipe is not None else default_recipe(dataset))
     arch_args = default_arch_args(dataset.name, arch, arch_args)
     indices = np.arange(len(dataset.train)) if indices is None else np.sort(np.asarray(indices, dtype=np.int64))
     torch.manual_seed(seed)
