@@ -182,7 +182,7 @@ def _generate_mnist1d(seed: int) -> dict[str, np.ndarray]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as err:
-        raise UnlearnInputError('mnist1d needs the mnist1d package: pip install "unlearn[mnist1d]"') from err
+        raise UnlearnInputError('mnist1d needs the mnist1d package: pip install mnist1d') from err
     args = get_dataset_args()
     args.seed = seed
     # The generator reseeds numpy's global state; keep the caller's stream untouched.
