@@ -1,7 +1,9 @@
 """`unlearn audit`: every audit figure of one model on one forget set, as a table or as JSON.
 
 Reference models for RMIA/LiRA are trained into the bank on first use (with a progress bar) and
-served from it afterwards; `--n-reference` sets how many. With `--reference` (the retrained model)
+served from it afterwards; `--n-reference` sets how many, and the output says how many were trained
+now. D_T is the evaluation half of the test split, as in `unlearn bench`, so the same model gets the
+same figures from both (`--whole-test` audits on the whole test split instead). With `--reference` (the retrained model)
 the gap to retrain is added. `--json` prints one JSON document with every figure, nested by attack.
 """
 
@@ -39,9 +41,9 @@ def audit(
     temperature: float = typer.Option(1.0, "--temperature", help="RMIA signal: softmax temperature"),
     taylor_order: int = typer.Option(None, "--taylor-order",
                                      help="RMIA signal: Taylor-softmax of this even order (AMUN: --temperature 2)"),
-    evaluation_half: bool = typer.Option(False, "--evaluation-half",
-                                         help="audit on the evaluation half of the test split only "
-                                              "(the half no method ever sees)"),
+    whole_test: bool = typer.Option(False, "--whole-test",
+                                    help="use the whole test split as D_T (default: its evaluation half, "
+                                         "the half no method ever sees, as `unlearn bench` does)"),
     plot: Path = typer.Option(None, "--plot", help="write confidence histograms (D_R, D_F, D_T) to this .png/.svg"),
     as_json: bool = typer.Option(False, "--json", help="print every figure as one JSON document"),
     dataset: str = DatasetOpt,
@@ -61,7 +63,7 @@ def audit(
     unknown = [a for a in chosen if a not in audit_layer.ATTACKS]
     if unknown:
         raise UnlearnInputError(f"--attacks: unknown attack(s) {unknown}; known: {', '.join(audit_layer.ATTACKS)}")
-    ds = load_dataset(dataset, data_root)
+    ds = load_dataset(dataset, data_root, model)
     audited = models.load_model(model, ds, device)
     audit_layer.check_model(audited, ds, f"--model {model}")
     retrained = None
@@ -69,18 +71,24 @@ def audit(
         retrained = models.load_model(reference, ds, device)
         audit_layer.check_model(retrained, ds, f"--reference {reference}")
     split = data.load_forget_csv(forget_csv, len(ds.train))
-    evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)[1] if evaluation_half else None
+    evaluation = None if whole_test else data.split_holdout(ds.test.y.numpy(), seed=0)[1]
+    n_test = len(ds.test) if evaluation is None else len(evaluation)
+    typer.echo(f"D_T: {'the whole test split' if evaluation is None else 'the evaluation half of the test split'} "
+               f"({n_test} of {len(ds.test)} samples)", err=True)
     store = ModelBank(bank)
-    if any(a in audit_layer.MIN_REFERENCES for a in chosen):
-        for a in chosen:
-            if a in audit_layer.MIN_REFERENCES:
-                audit_layer.check_count(n_reference, audit_layer.MIN_REFERENCES[a], f"--attacks {a}")
-        typer.echo(f"{n_reference} reference models on {ds.name} train+test (seed {seed}): "
-                   f"trained into the bank {store.root} on first use", err=True)
+    uses_references = any(a in audit_layer.MIN_REFERENCES for a in chosen)
+    for a in chosen:
+        if a in audit_layer.MIN_REFERENCES:
+            audit_layer.check_count(n_reference, audit_layer.MIN_REFERENCES[a], f"--attacks {a}")
+    trained_before = store.trained
     result = audit_layer.evaluate(audited, ds, split, attacks=chosen, reference=retrained, bank=store,
                                   n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
                                   gamma=gamma, temperature=temperature, taylor_order=taylor_order,
                                   progress=None if not as_json else False)
+    if uses_references:
+        trained = store.trained - trained_before
+        typer.echo(f"{n_reference} reference models on {ds.name} (seed {seed}): {trained} trained now, "
+                   f"{max(n_reference - trained, 0)} served from the bank {store.root}", err=True)
     if plot is not None:
         test = ds.test if evaluation is None else ds.test.subset(evaluation)
         audit_layer.plot_confidence(audited, ds.train.subset(split.forget), ds.train.subset(split.retain), test,

@@ -17,17 +17,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # default, so method tables stay one line per row.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
-DatasetOpt = typer.Option("digits", "--dataset", "-d", help="digits, cifar10, imagefolder:PATH, torchvision:NAME")
+DEFAULT_DATASET = "mnist1d"
+DatasetOpt = typer.Option(None, "--dataset", "-d",
+                          help="mnist1d, digits, cifar10, imagefolder:PATH, torchvision:NAME (default: the data set "
+                               "recorded in --model's file, else mnist1d)")
 DataRootOpt = typer.Option(None, "--data-root", help="where the dataset lives (cifar10: folder or .tar.gz)")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps")
 BankOpt = typer.Option(None, "--bank", help="model bank folder (default $UNLEARN_BANK or ~/.cache/unlearn/bank)")
 SeedOpt = typer.Option(0, "--seed", help="seed of every random choice")
 
 
-def load_dataset(name: str, root: Path | None):
-    from unlearn import data
+def load_dataset(name: str | None, root: Path | None, model_file: Path | None = None):
+    """The data set named, else the one `model_file` was trained on, else the embedded default."""
+    from unlearn import data, models
 
-    return data.load(name, root=root)
+    if name is None and model_file is not None:
+        recorded = (models.read_spec(model_file).get("training") or {}).get("dataset")
+        if recorded is None:
+            raise UnlearnInputError(f"{model_file} does not record its data set; give --dataset")
+        try:
+            return data.load(recorded, root=root)
+        except UnlearnInputError as err:
+            raise UnlearnInputError(f"{model_file} was trained on {recorded!r}, which does not load by that name "
+                                    f"({err}); give --dataset") from err
+    return data.load(name or DEFAULT_DATASET, root=root)
 
 
 def check_device(device: str) -> str:

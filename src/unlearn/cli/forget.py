@@ -51,7 +51,7 @@ def forget(
 
     check_device(device)
     chosen = methods.get(method, **parse_sets(sets))
-    ds = load_dataset(dataset, data_root)
+    ds = load_dataset(dataset, data_root, model)
     original = models.load_model(model, ds, device)
     split = data.load_forget_csv(forget_csv, len(ds.train))
     forget_set, retain_set = ds.train.subset(split.forget), ds.train.subset(split.retain)

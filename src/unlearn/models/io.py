@@ -65,8 +65,8 @@ def save_model(model: Classifier, path, extra: dict | None = None) -> Path:
     return path
 
 
-def load_model(path, dataset=None, device: str | torch.device = "cpu") -> Classifier:
-    """Load a classifier; with `dataset`, refuse a file made for other classes or input shapes."""
+def read_spec(path) -> dict:
+    """A model file's spec (architecture, classes, input shape, training record) without its weights."""
     path = Path(path)
     if not path.is_file():
         raise UnlearnInputError(f"model file {str(path)!r} does not exist")
@@ -75,12 +75,21 @@ def load_model(path, dataset=None, device: str | torch.device = "cpu") -> Classi
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UnlearnInputError(f"{path}: not a readable safetensors model file ({err})") from err
     if meta.get("format") != FORMAT or "spec" not in meta:
         raise UnlearnInputError(f"{path}: safetensors file without unlearn model metadata")
-    spec = json.loads(meta["spec"])
+    return json.loads(meta["spec"])
+
+
+def load_model(path, dataset=None, device: str | torch.device = "cpu") -> Classifier:
+    """Load a classifier; with `dataset`, refuse a file made for other classes or input shapes."""
+    path = Path(path)
+    spec = read_spec(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UnlearnInputError(f"{path}: not a readable safetensors model file ({err})") from err
     if dataset is not None:
         check_compatible(spec, dataset, source=str(path))
     model = Classifier(spec["arch"], spec["num_classes"], spec["input_shape"], spec["mean"], spec["std"],
