@@ -72,9 +72,6 @@ def audit(
         audit_layer.check_model(retrained, ds, f"--reference {reference}")
     split = data.load_forget_csv(forget_csv, len(ds.train))
     evaluation = None if whole_test else data.split_holdout(ds.test.y.numpy(), seed=0)[1]
-    n_test = len(ds.test) if evaluation is None else len(evaluation)
-    typer.echo(f"D_T: {'the whole test split' if evaluation is None else 'the evaluation half of the test split'} "
-               f"({n_test} of {len(ds.test)} samples)", err=True)
     store = ModelBank(bank)
     uses_references = any(a in audit_layer.MIN_REFERENCES for a in chosen)
     for a in chosen:
@@ -85,6 +82,9 @@ def audit(
                                   n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
                                   gamma=gamma, temperature=temperature, taylor_order=taylor_order,
                                   progress=None if not as_json else False)
+    n_test = len(ds.test) if evaluation is None else len(evaluation)
+    typer.echo(f"D_T: {'the whole test split' if evaluation is None else 'the evaluation half of the test split'} "
+               f"({n_test} of {len(ds.test)} samples)", err=True)
     if uses_references:
         trained = store.trained - trained_before
         typer.echo(f"{n_reference} reference models on {ds.name} (seed {seed}): {trained} trained now, "

@@ -33,8 +33,8 @@ def load_dataset(name: str | None, root: Path | None, model_file: Path | None = 
 
     if name is None and model_file is not None:
         recorded = (models.read_spec(model_file).get("training") or {}).get("dataset")
-        if recorded is None:
-            raise UnlearnInputError(f"{model_file} does not record its data set; give --dataset")
+        if recorded is None:  # a file from elsewhere: the default's compatibility check names the mismatch
+            return data.load(DEFAULT_DATASET, root=root)
         try:
             return data.load(recorded, root=root)
         except UnlearnInputError as err:
