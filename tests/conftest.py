@@ -1,4 +1,4 @@
-"""Shared fixtures: real data (digits, the CIFAR-10 copy when present), a private model bank."""
+"""Shared fixtures: real data (mnist1d, digits, the CIFAR-10 copy when present), a private model bank."""
 
 from __future__ import annotations
 
@@ -56,6 +56,31 @@ def digits_original(digits, bank):
 @pytest.fixture(scope="session")
 def digits_retrained(digits, digits_split, bank):
     return bank.get(digits, "mlp", digits_split.retain, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def mnist1d():
+    """The embedded default: MNIST-1D, on which an MLP fits the training set and leaks membership."""
+    from unlearn import data
+
+    return data.load("mnist1d")
+
+
+@pytest.fixture(scope="session")
+def mnist1d_split(mnist1d):
+    from unlearn import data
+
+    return data.random_forget(len(mnist1d.train), fraction=0.1, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mnist1d_original(mnist1d, bank):
+    return bank.get(mnist1d, "mlp", None, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def mnist1d_retrained(mnist1d, mnist1d_split, bank):
+    return bank.get(mnist1d, "mlp", mnist1d_split.retain, seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")
