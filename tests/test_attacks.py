@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -95,10 +96,13 @@ def test_linf_search_stays_in_its_box(digits_original, forget):
 def test_fgsm_is_one_full_signed_step(digits_original, forget):
     x, y = forget.x[:50].clone(), forget.y[:50]
     adv = fgsm(digits_original, x, y, epsilon=0.1)
-    xg = x.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(digits_original(xg), y, reduction="sum")
+    # The cross-entropy's gradient in float64, where the softmax of these margins does not round
+    # to one-hot (in float32 it does for some, and their CE gradient is zero there).
+    exact = copy.deepcopy(digits_original).double()
+    xg = x.double().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(exact(xg), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, xg)
-    expected = (x + 0.1 * grad.sign()).clamp(0, 1)
+    expected = (x + 0.1 * grad.sign().float()).clamp(0, 1)
     torch.testing.assert_close(adv.x_adv, expected)
     assert torch.equal(adv.y_adv, models.logits(digits_original, expected).argmax(1))
 
@@ -153,3 +157,71 @@ def test_cifar10_small_cnn_closest_examples(cifar10, bank):
     ok = adv.success
     assert (adv.y_adv[ok] != sample.y[ok]).all()
     assert (adv.distance <= adv.epsilon * (1 + 1e-5)).all()
+
+
+def saturated(model, forget, margin=55.0):
+    """`model` with its last layer scaled so that every forget sample's logit margin is ≥ `margin`.
+
+    Scaling the logits changes no decision, so the same adversarial examples exist; but the
+    softmax rounds to one-hot in float32 and the cross-entropy gradient vanishes.
+    """
+    top = models.logits(model, forget.x).topk(2, dim=1).values
+    scale = margin / float((top[:, 0] - top[:, 1]).min())
+    over = copy.deepcopy(model)
+    with torch.no_grad():
+        over.net[-1].weight.mul_(scale)
+        over.net[-1].bias.mul_(scale)
+    return over
+
+
+def test_saturated_model_still_gets_closest_examples(digits_original, forget):
+    over = saturated(digits_original, forget)
+    z = models.logits(over, forget.x)
+    top = z.topk(2, dim=1).values
+    assert (top[:, 0] - top[:, 1]).min() >= 50
+    # The cross-entropy gradient is exactly zero on many of these samples: CE-PGD could not move them.
+    xg = forget.x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(over(xg), forget.y, reduction="sum"), xg)
+    assert (grad.flatten(1).norm(dim=1) == 0).float().mean() >= 0.25
+    adv = closest_adversarial(over, forget.x, forget.y)
+    assert adv.success_rate >= 0.95 and adv.calibration_rate >= 0.95
+    ok = adv.success
+    assert torch.equal(models.logits(over, adv.x_adv[ok]).argmax(1), adv.y_adv[ok])
+    assert (adv.y_adv[ok] != forget.y[ok]).all()
+
+
+def test_calibration_reports_the_rate_it_reached_and_never_leaves_the_box(digits_original, forget):
+    # A weak search (5 steps of ε/100: at most 5% of ε in all) fools some samples only, even at the box's
+    # diameter √64 = 8: calibration reports the rate it reached instead of failing, and the
+    # doubling stops at the diameter.
+    weak = {"steps": 5, "step_ratio": 0.01}
+    given = closest_adversarial(digits_original, forget.x, forget.y, epsilon=0.3, **weak)
+    assert given.epsilon.max() == pytest.approx(8.0) and 0 < given.success_rate < 0.95
+    calibrated = closest_adversarial(digits_original, forget.x, forget.y, calibration_samples=len(forget), **weak)
+    assert 0 < calibrated.calibration_rate < 0.95
+    assert calibrated.epsilon.max() <= 8.0 + 1e-6
+    summary = calibrated.summary()
+    assert summary["calibration_rate"] == pytest.approx(100 * calibrated.calibration_rate)
+    assert summary["n_without_example"] == int((~calibrated.success).sum()) > 0
+    # Calibration on the samples alone: the smallest ε reaching the rate the diameter reaches.
+    reached = pgd(digits_original, forget.x, forget.y, 8.0, **weak).success_rate
+    eps = calibrate_epsilon(digits_original, forget.x, forget.y, samples=len(forget), resolution=1.1, **weak)
+    assert pgd(digits_original, forget.x, forget.y, eps, **weak).success_rate >= reached - 1e-9
+    assert pgd(digits_original, forget.x, forget.y, eps / 1.1, **weak).success_rate < reached
+
+
+def test_refinement_shortens_examples_and_keeps_them_adversarial(digits_original, forget, found):
+    raw = closest_adversarial(digits_original, forget.x, forget.y, refine_steps=0)
+    ok = found.success
+    assert torch.equal(ok, raw.success)
+    assert torch.allclose(found.distance_search, raw.distance)
+    assert (found.distance <= raw.distance + 1e-6).all()
+    assert found.distance[ok].mean() <= 0.95 * raw.distance[ok].mean()
+    assert (found.y_adv[ok] != forget.y[ok]).all()
+    assert torch.equal(models.logits(digits_original, found.x_adv[ok]).argmax(1), found.y_adv[ok])
+    # Every refined example lies on its segment from x to the unrefined one.
+    direction = (raw.x_adv - forget.x).flatten(1)
+    moved = (found.x_adv - forget.x).flatten(1)
+    t = (moved * direction).sum(1) / direction.pow(2).sum(1).clamp_min(1e-12)
+    torch.testing.assert_close(moved[ok], (t[:, None] * direction)[ok], atol=1e-5, rtol=0)
+    assert found.refine_forwards == 10 * int((ok & (raw.distance > 0)).sum())

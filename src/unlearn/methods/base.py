@@ -36,13 +36,60 @@ def get_class(name: str) -> type[Method]:
 
 
 def get(name: str, **hparams) -> Method:
-    """A method by name with hyperparameters, e.g. `get("amun", lr=0.01)`; unknown keys are refused."""
+    """A method by name with hyperparameters, e.g. `get("amun", lr=0.01)`; unknown keys are refused.
+
+    Strings given for numeric or boolean hyperparameters are converted to the type of the
+    constructor's default (or of its annotation when the default is None): YAML reads `1e-3`
+    without a dot as a string, and `--set` values arrive the same way. A string that does not
+    convert is refused with an input error naming the key.
+    """
     cls = get_class(name)
     known = cls.hyperparameters()
     unknown = set(hparams) - set(known)
     if unknown:
         raise UnlearnInputError(f"method {name!r} has no hyperparameter(s) {sorted(unknown)}; it takes {sorted(known)}")
-    return cls(**hparams)
+    kinds = _numeric_kinds(cls)
+    converted = {k: _convert(name, k, v, kinds.get(k)) if isinstance(v, str) else v for k, v in hparams.items()}
+    return cls(**converted)
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _numeric_kinds(cls) -> dict[str, type]:
+    """bool, int or float per hyperparameter whose default (or, for None, annotation) says so."""
+    kinds = {}
+    annotations = {k: str(p.annotation) for k, p in inspect.signature(cls.__init__).parameters.items()}
+    for key, default in cls.hyperparameters().items():
+        if isinstance(default, (bool, int, float)):
+            kinds[key] = type(default)
+        elif default is None:
+            words = annotations.get(key, "").replace("|", " ").replace(",", " ").split()
+            for kind in (float, int, bool):
+                if kind.__name__ in words:
+                    kinds[key] = kind
+                    break
+    return kinds
+
+
+def _convert(method: str, key: str, value: str, kind: type | None):
+    if kind is None:
+        return value
+    text = value.strip()
+    try:
+        if kind is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        number = float(text)
+        if kind is int:
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        return number
+    except (ValueError, OverflowError):
+        raise UnlearnInputError(f"method {method!r}: hyperparameter {key} must be {'an' if kind is int else 'a'} "
+                                f"{kind.__name__}, got {value!r}") from None
 
 
 class Method:
