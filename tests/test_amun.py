@@ -126,7 +126,7 @@ def test_successive_requests_recompute_or_reuse_adversarial_examples(digits, dig
 
 @pytest.mark.parametrize("hparams, message", [
     ({"lr": 0.0}, "lr must be a positive number"),
-    ({"lr": "fast"}, "hyperparameter lr must be a float"),
+    ({"lr": "fast"}, "amun: lr must be a float"),
     ({"step_size": 0}, "step_size"),
     ({"norm": "l1"}, "unknown norm"),
 ])
@@ -196,5 +196,5 @@ def test_string_hyperparameters_are_converted_or_refused(digits_original, sets):
     assert (method.lr, method.epsilon, method.epochs, method.with_forget) == (1e-3, 0.4, 1, False)
     assert isinstance(method.epochs, int) and isinstance(method.lr, float)
     for key, value in (("epochs", "2.5"), ("lr", "1e-3x"), ("adaptive", "perhaps"), ("epsilon", "big")):
-        with pytest.raises(UnlearnInputError, match=f"hyperparameter {key} must be"):
+        with pytest.raises(UnlearnInputError, match=f"^amun: {key} must be"):
             methods.get("amun", **{key: value})

@@ -27,7 +27,7 @@ from unlearn.methods.sg_auditor import (
     solve_auditor,
     solve_auditors,
 )
-from unlearn.models import logits
+from unlearn.models import accuracy, logits
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +155,13 @@ def test_audit_tasks_are_balanced_stratified_and_disjoint(forget, holdout):
             assert 0 < (part < task.n_members).sum() < len(part)
         assert abs(len(train) / len(rows) - 0.7) < 0.15
     single = audit_tasks(member_labels, nonmember_labels, per_class=False, n_splits=1, seed=0)
-    rows = torch.cat([single[0].train, single[0].test]).numpy()
-    member_rows, nonmember_rows = rows[rows < len(member_labels)], rows[rows >= len(member_labels)]
-    # Class by class, as many members as non-members.
-    assert (np.bincount(labels[member_rows], minlength=10) == np.bincount(labels[nonmember_rows], minlength=10)).all()
+    for rows, weights in ((single[0].train, single[0].train_weights), (single[0].test, single[0].test_weights)):
+        rows, weights = rows.numpy(), weights.numpy()
+        member = rows < len(member_labels)
+        # Class by class, as much member weight as non-member weight.
+        by_class = [np.bincount(labels[rows[side]], weights[side], minlength=10) for side in (member, ~member)]
+        np.testing.assert_allclose(by_class[0], by_class[1], atol=1e-12)
+        assert weights.sum() == pytest.approx(1.0)
 
 
 def test_audit_tasks_refuse_impossible_input():
@@ -218,7 +221,7 @@ def test_sg_refuses_bad_input(digits_original, forget, retain, holdout):
     with pytest.raises(UnlearnInputError, match="retain"):
         sg.unlearn(digits_original, forget, None, holdout=holdout)
     for bad in ({"alpha": -1}, {"base": "ga"}, {"auditor": "tree"}, {"features": "probs"}, {"lr": 0},
-                {"grouping": "none"}, {"epochs": 0}, {"epochs": "3"}, {"l2": 0}, {"train_fraction": 1.0},
+                {"grouping": "none"}, {"epochs": 0}, {"epochs": "three"}, {"l2": 0}, {"train_fraction": 1.0},
                 {"attack_lr": -1.0}, {"selection": "best"}):
         with pytest.raises(UnlearnInputError):
             methods.get("sg", **bad).unlearn(digits_original, forget, retain, holdout=holdout)
@@ -295,3 +298,65 @@ def test_compacted_tasks_audit_the_same_rows(features, forget, holdout):
     small = audit(member, nonmember[torch.as_tensor(used)], compacted, kind="logistic")
     assert float(small.utility) == pytest.approx(float(full.utility), rel=1e-12)
     assert small.accuracy == full.accuracy
+
+
+@pytest.fixture(scope="module")
+def class_three(digits):
+    split = data.class_forget(digits.train.y.numpy(), [3])
+    return digits.train.subset(split.forget), digits.train.subset(split.retain)
+
+
+def test_class_forgetting_selects_on_retained_class_accuracy(digits_original, holdout, class_three):
+    forget, retain = class_three
+    sg = methods.get("sg", alpha=1.0, epochs=2, selection="last")
+    new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
+    retained = holdout.subset(np.flatnonzero(holdout.y.numpy() != 3))
+    assert sg.stats_["history"][-1]["validation_accuracy"] == pytest.approx(accuracy(new, retained))
+    assert sg.stats_["forgotten_classes"] == [3] and sg.stats_["validation_samples"] == len(retained)
+    # Counting the forgotten class would give another figure: its samples are mostly misclassified now.
+    assert accuracy(new, holdout) != pytest.approx(accuracy(new, retained))
+
+
+def test_auditor_splits_are_redrawn_and_selection_uses_fresh_auditors(digits_original, forget, retain, holdout):
+    sg = methods.get("sg", alpha=1.0, epochs=3, selection="last", grouping="single")
+    new = sg.unlearn(digits_original, forget, retain, seed=0, holdout=holdout)
+    seeds = [h["auditor_seeds"] for h in sg.stats_["history"]]
+    draws = [seed[kind] for seed in seeds for kind in ("attack", "selection")]
+    assert len(set(draws)) == len(draws)  # every epoch's attack and selection draw its own splits
+
+    def train_rows(draw_seed):
+        tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=draw_seed)
+        return {tuple(task.train.tolist()) for task in tasks}
+
+    assert train_rows(seeds[0]["attack"]) != train_rows(seeds[1]["attack"])
+    assert train_rows(seeds[-1]["attack"]) != train_rows(seeds[-1]["selection"])
+    # The selection's MIA figure is that of auditors fitted on the fresh draw.
+    fresh = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=seeds[-1]["selection"])
+    member, nonmember = sg._features(new, forget, holdout, "cpu")
+    first = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, seed=seeds[0]["attack"])
+    scale = feature_scale(*sg._features(digits_original, forget, holdout, "cpu"), first)  # fixed from θ_o
+    mia = audit(member, nonmember, fresh, kind="logistic", scale=scale).accuracy
+    assert sg.stats_["history"][-1]["mia_accuracy"] == pytest.approx(mia)
+    stale = audit(member, nonmember, audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False,
+                                                  seed=seeds[-1]["attack"]), kind="logistic", scale=scale).accuracy
+    assert mia != stale
+
+
+def test_class_forgetting_auditor_uses_all_of_the_forget_set(holdout, class_three):
+    forget, _ = class_three
+    tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=False, n_splits=3, seed=0)
+    for task in tasks:
+        rows = torch.cat([task.train, task.test])
+        assert set(rows[rows < len(forget)].tolist()) == set(range(len(forget)))  # every member, none cut
+        nonmember_rows = rows[rows >= len(forget)] - len(forget)
+        assert len(nonmember_rows) == int((holdout.y == 3).sum()) < len(forget)
+        for part, weights in ((task.train, task.train_weights), (task.test, task.test_weights)):
+            members = part < len(forget)
+            assert float(weights[members].sum()) == pytest.approx(0.5)
+            assert float(weights[~members].sum()) == pytest.approx(0.5)
+
+
+def test_module_names_the_papers_authors():
+    import unlearn.methods.sg as sg_module
+
+    assert "Di, Yu, Vorobeychik, Liu" in sg_module.__doc__

@@ -88,8 +88,8 @@ def _convert(method: str, key: str, value: str, kind: type | None):
             return int(number)
         return number
     except (ValueError, OverflowError):
-        raise UnlearnInputError(f"method {method!r}: hyperparameter {key} must be {'an' if kind is int else 'a'} "
-                                f"{kind.__name__}, got {value!r}") from None
+        article = "an" if kind is int else "a"
+        raise UnlearnInputError(f"{method}: {key} must be {article} {kind.__name__}, got {value!r}") from None
 
 
 class Method:

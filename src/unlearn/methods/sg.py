@@ -1,6 +1,6 @@
 """SG: Stackelberg-game unlearning against a differentiable MIA auditor.
 
-Di, Yu, Ye, Kantarcioglu, Wang, Lu, "Adversarial Machine Unlearning", ICLR 2025 (METHODS.md, SG).
+Di, Yu, Vorobeychik, Liu, "Adversarial Machine Unlearning", ICLR 2025 (docs/methods.md, "SG").
 The unlearner (leader) minimises
 
     C_u(θ_u) = L(D_R; θ_u) + α · U_a(θ_a*(θ_u)),
@@ -13,10 +13,19 @@ D_R plus D_F with random wrong labels, `methods.shared`), then one step on α·U
 over all forget / non-member samples; the checkpoint kept is the epoch with the best trade of
 validation accuracy against MIA accuracy (`selection`, below).
 
+Every epoch draws the auditors' balanced subsample and train/test splits anew (the public code
+reshuffles its auditor batches), and the MIA accuracy that selects the checkpoint comes from a
+second, independent draw: auditors the unlearner has not just been trained against, whose
+figure is not flattered by that step. Under class forgetting the validation accuracy counts the
+retained classes only (a forgotten class's held-out samples are supposed to be misclassified,
+and counting them would favour epochs that forgot less), and the single auditor uses all of D_F
+as members, weighting classes and membership instead of cutting members to the non-member
+count (`sg_auditor.audit_tasks`).
+
     sg = unlearn.methods.get("sg", alpha=1.0, epochs=30)
     new = sg.unlearn(model, forget, retain, holdout=dataset.test.subset(validation_indices))
 
-Defects of the public code avoided here (METHODS.md): the model is in eval mode (BatchNorm uses
+Defects of the public code avoided here (docs/methods.md): the model is in eval mode (BatchNorm uses
 running statistics, dropout off) while the auditor's batches are scored; the auditor carries a
 ridge term (`l2`); the attacker step has its own SGD optimiser and momentum buffer; the cosine
 schedule runs once over all epochs, set per epoch and never restarted.
@@ -29,7 +38,7 @@ epochs: U_a reached -1.6e4 with the squared hinge, -3.5 with the logistic audito
 step's learning rate follows the same cosine schedule as the base step. Model selection is
 two-sided by default: maximising the auditor's held-out loss drives its accuracy *below* 50%,
 which the paper's (validation accuracy − MIA accuracy) rewards although such an auditor, inverted,
-separates members as well (the Avg. Gap is two-sided for the same reason, METHODS.md). Measured
+separates members as well (the Avg. Gap is two-sided for the same reason, docs/methods.md). Measured
 on digits seed 2 (α = 5, lr 0.05): the paper's rule kept epoch 10 (validation 92.6%, MIA 41.7%),
 the two-sided rule keeps epoch 1 (97.8%, 51.3%); `selection="paper"` restores the paper's rule.
 """
@@ -157,10 +166,21 @@ class SG(Method):
             raise UnlearnInputError(f"sg: holdout inputs have shape {tuple(holdout.x.shape[1:])}, "
                                     f"the forget set {tuple(forget.x.shape[1:])}")
         per_class = {"per-class": True, "single": False}.get(self.grouping, not is_class_forgetting(forget, retain))
-        tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=per_class, n_splits=self.n_splits,
-                            train_fraction=self.train_fraction, seed=seed)
-        tasks, audited_rows = compact_tasks(tasks)
-        audited = holdout.subset(audited_rows)  # the non-members the auditors use; all of holdout scores accuracy
+        draw_seeds = np.random.default_rng(seed).integers(2**31 - 1, size=(self.epochs, 2))
+
+        def draw(draw_seed: int):
+            """Fresh auditor tasks, and the non-members they use (all of holdout scores accuracy)."""
+            tasks = audit_tasks(forget.y.numpy(), holdout.y.numpy(), per_class=per_class, n_splits=self.n_splits,
+                                train_fraction=self.train_fraction, seed=int(draw_seed))
+            tasks, audited_rows = compact_tasks(tasks)
+            return tasks, holdout.subset(audited_rows)
+
+        # Under class forgetting, validation accuracy on the retained classes only.
+        forgotten = np.setdiff1d(forget.y.numpy(), retain.y.numpy())
+        kept_rows = np.flatnonzero(~np.isin(holdout.y.numpy(), forgotten))
+        validation = holdout.subset(kept_rows) if len(kept_rows) < len(holdout) else holdout
+        if len(validation) == 0:
+            raise UnlearnInputError("sg: the holdout has no sample of a retained class to validate on")
         sources = [Source(retain)]
         if self.base == "rl":
             sources.append(Source(forget, relabel=random_wrong_labels(num_classes_of(model))))
@@ -169,7 +189,8 @@ class SG(Method):
         # Its own optimiser: the attacker step must not share momentum with the base step.
         attack_optimizer = torch.optim.SGD(model.parameters(), lr=self.attack_lr or self.lr, momentum=self.momentum)
         # The auditors' feature scaling is fixed once, from the original model's outputs.
-        scale = feature_scale(*self._features(model, forget, audited, device), tasks)
+        first_tasks, first_audited = draw(draw_seeds[0, 0])
+        scale = feature_scale(*self._features(model, forget, first_audited, device), first_tasks)
         epoch_seeds = torch.randint(2**31 - 1, (self.epochs,), generator=torch.Generator().manual_seed(seed))
 
         history, best_score, best_state = [], -math.inf, None
@@ -186,15 +207,20 @@ class SG(Method):
             if self.alpha > 0:
                 for group in attack_optimizer.param_groups:
                     group["lr"] = (self.attack_lr or self.lr) * factor
+                tasks, audited = (first_tasks, first_audited) if epoch == 0 else draw(draw_seeds[epoch, 0])
                 utility = self._attack_step(model, forget, audited, tasks, scale, attack_optimizer, device)
             attack_done = time.perf_counter()
-            validation_accuracy = accuracy(model, holdout, device=device)
-            mia_accuracy = self._audit(model, forget, audited, tasks, scale, device).accuracy
+            validation_accuracy = accuracy(model, validation, device=device)
+            # Selection's auditors: fitted on a fresh draw, not on the splits the step just trained against.
+            fresh_tasks, fresh_audited = draw(draw_seeds[epoch, 1])
+            mia_accuracy = self._audit(model, forget, fresh_audited, fresh_tasks, scale, device).accuracy
             # Two-sided by default: an auditor pushed below chance still tells members apart (see notes).
             leak = mia_accuracy if self.selection == "paper" else 50.0 + abs(mia_accuracy - 50.0)
             score = validation_accuracy - leak
             history.append({"epoch": epoch + 1, "lr": self.lr * factor, "validation_accuracy": validation_accuracy,
                             "mia_accuracy": mia_accuracy, "utility": utility, "score": score,
+                            "auditor_seeds": {"attack": int(draw_seeds[epoch, 0]),
+                                              "selection": int(draw_seeds[epoch, 1])},
                             "seconds": {"base": base_done - started, "attack": attack_done - base_done,
                                         "selection": time.perf_counter() - attack_done}})
             if score > best_score or self.selection == "last":
@@ -202,8 +228,9 @@ class SG(Method):
         model.load_state_dict(best_state)
         selected = history[-1] if self.selection == "last" else max(history, key=lambda h: h["score"])
         self.stats_ = {"selected_epoch": selected["epoch"], "validation_accuracy": selected["validation_accuracy"],
-                       "mia_accuracy": selected["mia_accuracy"], "n_auditors": len(tasks),
-                       "per_class_auditors": per_class, "history": history}
+                       "mia_accuracy": selected["mia_accuracy"], "n_auditors": len(first_tasks),
+                       "per_class_auditors": per_class, "validation_samples": len(validation),
+                       "forgotten_classes": forgotten.tolist(), "history": history}
         return model
 
     def _features(self, model: nn.Module, forget: ArrayDataset, holdout: ArrayDataset, device):

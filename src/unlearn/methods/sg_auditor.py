@@ -64,12 +64,16 @@ class AuditorTask:
 
     Rows below `n_members` are members (target 1), the others non-members (target 0).
     `group` is the class of a per-class auditor, or -1 for one auditor over all classes.
+    `train_weights` / `test_weights` weigh the rows in the auditor's loss and accuracy (each sums
+    to 1); None means equal weights, for tasks balanced by subsampling.
     """
 
     group: int
     n_members: int
     train: torch.Tensor
     test: torch.Tensor
+    train_weights: torch.Tensor | None = None
+    test_weights: torch.Tensor | None = None
 
     def targets(self, rows: torch.Tensor) -> torch.Tensor:
         return (rows < self.n_members).double()
@@ -86,15 +90,26 @@ def _stratified_split(strata: np.ndarray, train_fraction: float, rng: np.random.
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+def _stratum_weights(strata: np.ndarray, mass: dict[int, float]) -> torch.Tensor:
+    """Row weights giving every stratum its `mass`, shared equally among its rows."""
+    counts = dict(zip(*np.unique(strata, return_counts=True)))
+    return torch.as_tensor([mass[s] / counts[s] for s in strata], dtype=torch.float64)
+
+
 def audit_tasks(member_labels, nonmember_labels, *, per_class: bool, n_splits: int = 3,
                 train_fraction: float = 0.7, seed: int = 0) -> list[AuditorTask]:
     """Balanced, class-stratified auditor fits (SG: 70/30 splits, 3 of them, one auditor per class).
 
-    Within every class the larger side is subsampled to the size of the smaller, so members and
-    non-members are balanced class by class. `per_class=True` (random forgetting) gives one
-    auditor per class; `per_class=False` (class forgetting) one auditor over the forgotten classes,
-    whose non-members are the held-out samples of those classes. Classes with fewer than two
-    members or non-members cannot be split and are left out.
+    `per_class=True` (random forgetting) gives one auditor per class; within its class the larger
+    side is subsampled to the size of the smaller, so members and non-members are balanced.
+    `per_class=False` (class forgetting) gives one auditor over the forgotten classes, whose
+    non-members are the held-out samples of those classes. It uses *every* member and every
+    non-member and balances them by weight instead: members and non-members of a class each carry
+    half of that class's weight, and classes weigh as their share of the members. (Cutting, as the
+    per-class auditors do, would drop most of D_F: a forgotten class has about as many training
+    samples as the rest of the held-out split has classes times fewer.) Classes with fewer than
+    two members or non-members cannot be split and are left out. A new `seed` redraws the
+    subsample and the splits.
     """
     member_labels = np.asarray(member_labels)
     nonmember_labels = np.asarray(nonmember_labels)
@@ -114,18 +129,22 @@ def audit_tasks(member_labels, nonmember_labels, *, per_class: bool, n_splits: i
             nm = np.flatnonzero(nonmember_labels == c)
             k = min(len(m), len(nm))
             if k >= 2:
-                members.append(rng.choice(m, k, replace=False))
-                nonmembers.append(rng.choice(nm, k, replace=False))
+                members.append(rng.choice(m, k, replace=False) if per_class else m)
+                nonmembers.append(rng.choice(nm, k, replace=False) if per_class else nm)
         if not members:
             continue
         members, nonmembers = np.concatenate(members), np.concatenate(nonmembers)
         rows = np.concatenate([members, n_members + nonmembers])
         # Strata: (class, membership), so both the class mix and the balance survive the split.
         strata = np.concatenate([member_labels[members] * 2 + 1, nonmember_labels[nonmembers] * 2])
+        share = {c: float(np.mean(member_labels[members] == c)) for c in np.unique(member_labels[members])}
+        mass = {2 * c + side: share[c] / 2 for c in share for side in (0, 1)}
         for _ in range(n_splits):
             train, test = _stratified_split(strata, train_fraction, rng)
+            weights = (None, None) if per_class else (_stratum_weights(strata[train], mass),
+                                                      _stratum_weights(strata[test], mass))
             tasks.append(AuditorTask(int(group[0]) if per_class else -1, n_members,
-                                     torch.as_tensor(rows[train]), torch.as_tensor(rows[test])))
+                                     torch.as_tensor(rows[train]), torch.as_tensor(rows[test]), *weights))
     if not tasks:
         raise UnlearnInputError(
             "SG's auditor needs, in at least one class, 2 forget samples and 2 held-out non-members; "
@@ -150,8 +169,8 @@ def compact_tasks(tasks: list[AuditorTask]) -> tuple[list[AuditorTask], np.ndarr
         is_member = part < n_members
         return torch.where(is_member, part, n_members + position[(part - n_members).clamp_min(0)])
 
-    return ([AuditorTask(task.group, n_members, remap(task.train), remap(task.test)) for task in tasks],
-            used.numpy())
+    return ([AuditorTask(task.group, n_members, remap(task.train), remap(task.test), task.train_weights,
+                         task.test_weights) for task in tasks], used.numpy())
 
 
 def auditor_loss(margins: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
@@ -319,7 +338,7 @@ class AuditOutcome:
     """The auditors' mean held-out utility (differentiable in the features) and pooled accuracy."""
 
     utility: torch.Tensor
-    accuracy: float  # percent of held-out rows classified correctly, pooled over all auditors
+    accuracy: float  # percent of held-out rows classified correctly (by weight), pooled over all auditors
     n_auditors: int
 
 
@@ -337,14 +356,14 @@ def feature_scale(member_features: torch.Tensor, nonmember_features: torch.Tenso
     return stacked[used].mean(0), stacked[used].std(0).nan_to_num(1.0).clamp_min(1e-6)
 
 
-def _padded(parts: list[torch.Tensor], n_members: int):
-    """Row indices padded to one length, their targets, and weights 1/n_k (0 on padding)."""
+def _padded(parts: list[torch.Tensor], n_members: int, part_weights: list[torch.Tensor | None]):
+    """Row indices padded to one length, their targets, and weights (1/n_k unless given; 0 on padding)."""
     width = max(len(p) for p in parts)
     index = torch.zeros(len(parts), width, dtype=torch.long)
     weights = torch.zeros(len(parts), width, dtype=torch.float64)
-    for k, rows in enumerate(parts):
+    for k, (rows, given) in enumerate(zip(parts, part_weights)):
         index[k, :len(rows)] = rows
-        weights[k, :len(rows)] = 1.0 / len(rows)
+        weights[k, :len(rows)] = 1.0 / len(rows) if given is None else given
     return index, (index < n_members).double(), weights
 
 
@@ -369,8 +388,8 @@ def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks
     mean, std = scale if scale is not None else feature_scale(member_features, nonmember_features, tasks)
     standardised = (torch.cat([member_features, nonmember_features]).double() - mean.double()) / std.double()
     with_bias = torch.cat([standardised, torch.ones(len(standardised), 1, dtype=torch.float64)], 1)
-    train_index, t, w = _padded([task.train for task in tasks], n_members)
-    test_index, t_test, w_test = _padded([task.test for task in tasks], n_members)
+    train_index, t, w = _padded([task.train for task in tasks], n_members, [task.train_weights for task in tasks])
+    test_index, t_test, w_test = _padded([task.test for task in tasks], n_members, [task.test_weights for task in tasks])
     X, X_test = with_bias[train_index], with_bias[test_index]
     if solver == "torch":
         theta = implicit_optima(X, t, w, kind, l2, tol)
@@ -379,5 +398,8 @@ def audit(member_features: torch.Tensor, nonmember_features: torch.Tensor, tasks
                              for k, task in enumerate(tasks)])
     margins = _margins(theta, X_test)
     utility = -(w_test * auditor_loss(margins, t_test, kind)).sum(-1).mean()
-    correct = (((margins.detach() > 0).double() == t_test) & (w_test > 0)).sum()
-    return AuditOutcome(utility, 100.0 * float(correct) / float((w_test > 0).sum()), len(tasks))
+    # Pooled over auditors, each row counted by its weight times its task's row count: plain
+    # pooled accuracy for equally weighted rows, balanced accuracy within a weighted task.
+    sizes = torch.tensor([len(task.test) for task in tasks], dtype=torch.float64)[:, None]
+    correct = (((margins.detach() > 0).double() == t_test).double() * w_test * sizes).sum()
+    return AuditOutcome(utility, 100.0 * float(correct) / float(sizes.sum()), len(tasks))

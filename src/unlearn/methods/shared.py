@@ -95,14 +95,14 @@ def finetune(model: nn.Module, sources: Sequence[Source], recipe: Recipe, *, see
 def check_finetune_hparams(method: str, lr, epochs, batch_size) -> None:
     """Refuse learning rates, epochs and batch sizes a fine-tuning method cannot use, naming which.
 
-    Values arrive from configs and `--set key=value` as YAML scalars, where e.g. `1e-3` without a
-    dot is a *string*; without this check such a value fails deep inside the optimiser.
+    `methods.get` converts strings (YAML reads `1e-3` without a dot as one); this catches what
+    reaches a constructor directly, which would otherwise fail deep inside the optimiser.
     """
     from unlearn.errors import UnlearnInputError
 
     numeric = isinstance(lr, (int, float)) and not isinstance(lr, bool)
     if not numeric or not lr > 0:
-        raise UnlearnInputError(f"{method}: lr must be a positive number, got {lr!r} (write 1.0e-3, not 1e-3, in YAML)")
+        raise UnlearnInputError(f"{method}: lr must be a positive number, got {lr!r}")
     check_integer(method, "epochs", epochs, least=0)
     check_integer(method, "batch_size", batch_size, least=1)
 
