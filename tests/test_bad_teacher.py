@@ -52,7 +52,7 @@ def test_the_incompetent_teacher_is_a_fresh_network_not_the_original(digits_orig
         assert torch.equal(f, g), name
 
 
-@pytest.mark.parametrize("bad", [{"retain_fraction": 1.5}, {"temperature": 0}, {"lr": "1e-4"}])
+@pytest.mark.parametrize("bad", [{"retain_fraction": 1.5}, {"temperature": 0}, {"lr": "1e-4x"}])
 def test_bad_teacher_refuses_unusable_hyperparameters_by_name(digits_original, sets, bad):
     forget, retain = sets
     with pytest.raises(UnlearnInputError, match=list(bad)[0]):

@@ -75,7 +75,7 @@ def test_a_larger_alpha_dampens_a_subset_of_the_weights(digits_original, class_s
         assert (s.abs() <= w.abs()).all() and (torch.sign(s) * torch.sign(w) >= 0).all()
 
 
-@pytest.mark.parametrize("bad", [{"alpha": -1.0}, {"lam": "1e-3"}, {"batch_size": 0}])
+@pytest.mark.parametrize("bad", [{"alpha": -1.0}, {"lam": "1e-3x"}, {"batch_size": 0}])
 def test_ssd_refuses_unusable_hyperparameters_by_name(digits_original, class_sets, bad):
     forget, retain = class_sets
     with pytest.raises(UnlearnInputError, match=list(bad)[0]):

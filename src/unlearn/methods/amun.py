@@ -50,7 +50,7 @@ from unlearn.attacks import AdversarialSet, closest_adversarial
 from unlearn.data import ArrayDataset
 from unlearn.errors import UnlearnInputError
 from unlearn.methods.base import Method, register
-from unlearn.methods.shared import finetune, method_recipe, saliency_mask
+from unlearn.methods.shared import check_integer, finetune, method_recipe, saliency_mask
 from unlearn.training import Source
 
 
@@ -128,11 +128,9 @@ class AMUN(Method):
         return None
 
     def _unlearn(self, model, forget, retain, *, seed, device, original: nn.Module | None = None, **context):
-        recipe = method_recipe(self, schedule="step", step_size=self.step_size)
-        if self.epochs < 1 or isinstance(self.step_size, bool) or not isinstance(self.step_size, int) \
-                or self.step_size < 1:
-            raise UnlearnInputError(f"{self.name}: epochs and step_size must be integers >= 1 "
-                                    f"(got epochs={self.epochs}, step_size={self.step_size!r})")
+        recipe = method_recipe(self, schedule="step", step_size=check_integer(self.name, "step_size", self.step_size,
+                                                                            least=1))
+        check_integer(self.name, "epochs", self.epochs, least=1)
         start = time.perf_counter()
         source = model
         if not self.adaptive and original is not None:
