@@ -31,7 +31,7 @@ from unlearn.experiments.config import Config
 from unlearn.files import atomic_path, write_text
 
 PAPER_GRIDS: dict[str, list] = {
-    "lr": [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5],   # AMUN's grid (METHODS.md)
+    "lr": [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5],   # AMUN's grid (docs/methods.md, "amun")
     "step_size": [1, 5, 10],                           # AMUN's k: StepLR x0.1 every k epochs
     "alpha": [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],       # SG's auditor weight
 }

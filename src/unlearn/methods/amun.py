@@ -18,7 +18,7 @@ requests (`unlearn_successively`, the paper's Sec. 5.3): the paper's AMUN-A reco
 current model at every request (`adaptive=True`, the default here); `adaptive=False` reuses the
 original model θ_o's adversarial examples, the non-adaptive variant it compares against.
 
-Where this differs from the paper and from its public code (docs/methods.md, "AMUN"):
+Where this differs from the paper and from its public code (docs/methods.md, "amun"):
 - ε_init: the paper calibrates it (smallest ε fooling 95% of about 100 forget samples), as we do
   by default; the public code's search keeps it fixed at 0.04 (its `--init-eps` flag is parsed
   but never used; a later script takes the median over 50 samples). `epsilon=0.04` reproduces it.

@@ -25,7 +25,7 @@ class L1Sparse(Method):
 
     Parameters
     ----------
-    gamma : initial L1 weight γ (METHODS.md / the paper: 5e-4), decayed linearly to 0 by epoch.
+    gamma : initial L1 weight γ (the paper: 5e-4; docs/methods.md), decayed linearly to 0 by epoch.
     lr : SGD learning rate (paper's scripts: 0.01).
     epochs : passes over D_R (default 10).
     batch_size : 128, momentum 0.9, weight decay 5e-4.

@@ -1,6 +1,6 @@
 """SG: Stackelberg-game unlearning against a differentiable MIA auditor.
 
-Di, Yu, Vorobeychik, Liu, "Adversarial Machine Unlearning", ICLR 2025 (docs/methods.md, "SG").
+Di, Yu, Vorobeychik, Liu, "Adversarial Machine Unlearning", ICLR 2025 (docs/methods.md, "sg").
 The unlearner (leader) minimises
 
     C_u(θ_u) = L(D_R; θ_u) + α · U_a(θ_a*(θ_u)),

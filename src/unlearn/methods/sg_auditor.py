@@ -14,7 +14,7 @@ and its utility U_a is minus its loss on the held-out part S_test. The leader ne
 
 The auditor has tens of parameters (logits ⊕ loss), so here it is solved by Newton's method to
 a tolerance and H is formed and solved exactly, in float64 torch, with no external solver
-(METHODS.md, SG). Two smooth losses make H well defined: logistic regression and the
+(docs/methods.md, "sg"). Two smooth losses make H well defined: logistic regression and the
 squared-hinge SVM. The paper's auditor, a linear hinge-loss SVM solved through cvxpylayers
 (Agrawal et al., NeurIPS 2019), is available when the optional `svm` extra is installed. The
 check of the torch version poses its own squared-hinge problem to cvxpylayers: same optimum,
@@ -25,7 +25,7 @@ the same problem; `benchmarks/bench_sg.py gradients`).
 Deviations from the paper, and why:
 - An L2 ridge λ on every auditor parameter (bias included). The public code fits an
   unregularised SVM; on separable member/non-member features its optimum is not unique and its
-  gradient is ill-defined (METHODS.md, "known defects"). The ridge makes L strongly convex.
+  gradient is ill-defined (docs/methods.md, "sg"). The ridge makes L strongly convex.
 - Features are standardised (one constant mean and deviation per feature over all audited
   rows; SG fixes them from the original model), so that λ means the same for logits and losses.
 - With the smooth auditors the utility is minus the auditor's own held-out loss (logistic or

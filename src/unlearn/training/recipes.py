@@ -51,7 +51,7 @@ RECIPES: dict[str, Recipe] = {
     # CIFAR-10 on a CPU (BENCHMARKS.md "cifar10-cpu"): small CNN, one-cycle SGD, flips only.
     "cifar10-cpu": Recipe(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=30, batch_size=128,
                           schedule="onecycle", flip=True),
-    # The papers' GPU setting (METHODS.md): 200 epochs, lr 0.1 x0.1 every 40 epochs, crop + flip.
+    # The papers' GPU setting (docs/methods.md): 200 epochs, lr 0.1 x0.1 every 40 epochs, crop + flip.
     "cifar10-paper": Recipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, epochs=200, batch_size=128,
                             schedule="step", step_size=40, gamma=0.1, crop_padding=4, flip=True),
 }
