@@ -21,6 +21,7 @@ from unlearn.cli import report as _report  # noqa: E402,F401  isort: skip
 from unlearn.cli import tune as _tune  # noqa: E402,F401  isort: skip
 from unlearn.cli import audit as _audit  # noqa: E402,F401  isort: skip
 from unlearn.cli import split as _split  # noqa: E402,F401  isort: skip
+from unlearn.cli import requests as _requests  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,12 @@ class SISA:
         idx = self.indices_
         return idx[(self.shard_[idx] == shard) & (self.slice_[idx] <= stage)]
 
+    def _assign(self, n: int) -> None:
+        """Shard and slice of every training index: one seeded key per index, independent of the others."""
+        key = np.random.default_rng(self.seed).random(n)
+        position = np.minimum((key * self.shards * self.n_slices).astype(np.int64), self.shards * self.n_slices - 1)
+        self.shard_, self.slice_ = position // self.n_slices, position % self.n_slices
+
     # -- training -----------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, indices=None) -> SISA:
         """Train the ensemble on `dataset.train[indices]` (all of it by default)."""
@@ -120,10 +126,7 @@ class SISA:
         self.dataset_ = dataset
         self.num_classes_ = dataset.num_classes
         self.indices_ = indices
-        # One seeded key per training index of the dataset: assignment independent of the others.
-        key = np.random.default_rng(self.seed).random(n)
-        position = np.minimum((key * self.shards * self.n_slices).astype(np.int64), self.shards * self.n_slices - 1)
-        self.shard_, self.slice_ = position // self.n_slices, position % self.n_slices
+        self._assign(n)
         if self.is_torch:
             self.recipe_ = get_recipe(self.recipe if self.recipe is not None else default_recipe(dataset))
             self.arch_args_ = default_arch_args(dataset.name, self.estimator, self.arch_args)
@@ -244,33 +247,44 @@ class SISA:
         """The ensemble as an `nn.Module` mapping inputs to log aggregated scores (for the audits)."""
         return SISAModule(self)
 
-    def save(self, path) -> Path:
-        """Write the shard models (torch only) as one safetensors file, format `unlearn.sisa/1`.
-
-        Slice checkpoints are not written: a loaded ensemble predicts, it does not delete again.
-        """
+    def tensors(self, checkpoints: bool = False) -> dict[str, torch.Tensor]:
+        """What `save` writes: the shard models, and with `checkpoints` the slice checkpoints and indices."""
         self._check_fitted()
         if not self.is_torch:
             raise UnlearnInputError("sisa: an ensemble of scikit-learn estimators cannot be written as "
                                     "safetensors; keep it in Python (or use joblib on your own files)")
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"shard{k}.{name}": value.detach().cpu().contiguous()
                    for k, model in enumerate(self.models_) if model is not None
                    for name, value in model.state_dict().items()}
+        if checkpoints:
+            tensors["indices"] = torch.as_tensor(self.indices_, dtype=torch.int64)
+            tensors.update({f"checkpoint{k}.{j}.{name}": value.detach().cpu().contiguous()
+                            for k, shard in enumerate(self.checkpoints_) for j, state in enumerate(shard)
+                            if state is not None for name, value in state.items()})
+        return tensors
+
+    def save(self, path, checkpoints: bool = False) -> Path:
+        """Write the shard models (torch only) as one safetensors file, format `unlearn.sisa/1`.
+
+        Without `checkpoints` a loaded ensemble predicts but cannot delete again; with them (and the
+        current training indices) it can, exactly as the ensemble that was saved (`SISA.load`).
+        """
+        from safetensors.torch import save_file
+
+        tensors = self.tensors(checkpoints)
+        path = Path(path)
         spec = {"arch": self.estimator, "arch_args": self.arch_args_, "shards": self.shards, "slices": self.slices,
                 "aggregation": self.aggregation, "seed": self.seed, "recipe": self.recipe_.to_dict(),
                 "present": [k for k, m in enumerate(self.models_) if m is not None],
-                "n_train": int(self.indices_.size), "deletions": self.deletions_}
+                "n_train": int(self.indices_.size), "deletions": self.deletions_,
+                "dataset_size": int(len(self.shard_)), "checkpoints": checkpoints}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": SISA_FORMAT, "spec": json.dumps(spec)})
         return path
 
     @classmethod
     def load(cls, path, dataset: Dataset, device: str | torch.device = "cpu") -> SISA:
-        """Read an ensemble written by `save`, for prediction on `dataset`'s inputs."""
+        """Read an ensemble written by `save`: for prediction, and for deletion if saved with checkpoints."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -285,12 +299,26 @@ class SISA:
         sisa = cls(spec["arch"], spec["shards"], spec["slices"], spec["aggregation"], recipe=spec["recipe"],
                    arch_args=spec["arch_args"], seed=spec["seed"], device=device)
         sisa.dataset_, sisa.num_classes_ = dataset, dataset.num_classes
+        sisa.recipe_, sisa.arch_args_ = get_recipe(spec["recipe"]), dict(spec["arch_args"])
+        sisa.deletions_ = list(spec.get("deletions", []))
         sisa.models_ = [None] * sisa.shards
         for k in spec["present"]:
             model = create(spec["arch"], dataset, **spec["arch_args"])
             prefix = f"shard{k}."
             model.load_state_dict({n[len(prefix):]: v for n, v in tensors.items() if n.startswith(prefix)})
             sisa.models_[k] = model.to(sisa.device).eval()
+        if spec.get("checkpoints"):  # a full state: this ensemble can delete again
+            if spec["dataset_size"] != len(dataset.train):
+                raise UnlearnInputError(f"{path}: SISA ensemble of a {spec['dataset_size']}-sample training set, "
+                                        f"not of {dataset.name} ({len(dataset.train)})")
+            sisa._assign(spec["dataset_size"])
+            sisa.indices_ = tensors["indices"].numpy().astype(np.int64)
+            sisa.checkpoints_ = [[None] * sisa.n_slices for _ in range(sisa.shards)]
+            for k in range(sisa.shards):
+                for j in range(sisa.n_slices):
+                    prefix = f"checkpoint{k}.{j}."
+                    state = {n[len(prefix):]: v for n, v in tensors.items() if n.startswith(prefix)}
+                    sisa.checkpoints_[k][j] = state or None
         return sisa
 
 

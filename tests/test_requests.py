@@ -1,0 +1,293 @@
+"""Deletion requests: the hash-chained ledger, successive unlearning, certificates, the exact SISA path.
+
+Real data (mnist1d, whose MLP leaks membership), real models from the session's bank, the CLI run
+in-process. The base model is trained with a shortened recipe so that the five oracles retrained
+by `verify` stay cheap; it still fits its training set far better than the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearn import data, models, training
+from unlearn.cli import main
+from unlearn.errors import UnlearnInputError
+from unlearn.methods import base as method_registry
+from unlearn.requests import CONSISTENT, NOT_CONSISTENT, Ledger
+
+DATASET = "mnist1d"
+EPOCHS = 10  # base-model epochs (the oracles' too): enough to overfit mnist1d's training set
+REQUEST_SIZE = 20
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.load(DATASET)
+
+
+@pytest.fixture(scope="module")
+def base_file(tmp_path_factory, ds, bank):
+    arch = training.DEFAULT_ARCH.get(ds.name, ("mlp", {}))[0]
+    recipe = training.get_recipe(training.default_recipe(ds.name)).with_(epochs=EPOCHS)
+    model = bank.get(ds, arch, None, recipe, seed=0, progress=False)
+    return models.save_model(model, tmp_path_factory.mktemp("requests-base") / "base.safetensors")
+
+
+def disjoint_requests(n_train: int, count: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n_train)
+    return [np.sort(order[k * size:(k + 1) * size]) for k in range(count)]
+
+
+def started(tmp_path, base_file, capsys, bank, requests=()) -> list[str]:
+    """A fresh ledger for the base model with `requests` added; returns the common CLI options."""
+    options = ["--ledger", str(tmp_path / "requests.sqlite"), "--bank", str(bank.root)]
+    assert run(["requests", "init", "--model", str(base_file), "--dataset", DATASET, *options], capsys)[0] == 0
+    for k, indices in enumerate(requests):
+        code, _, err = run(["requests", "add", "--indices", ",".join(map(str, indices)), "--reason", f"GDPR {k}",
+                            "--requester", f"person {k}", *options], capsys)
+        assert code == 0, err
+    return options
+
+
+class Nothing(method_registry.Method):
+    """A "method" that returns the model unchanged: the certificate must catch it."""
+
+    name = "nothing"
+
+    def _unlearn(self, model, forget, retain, *, seed, device, **context):
+        return model
+
+
+# -- the ledger alone ---------------------------------------------------------------------------------
+
+def small_ledger(path) -> Ledger:
+    ledger = Ledger(path)
+    ledger.append("init", {"model_hash": "ab" * 32, "n_train": 100, "dataset": "none"})
+    for k in range(3):
+        ledger.add_request(np.arange(10 * k, 10 * k + 5), 100, f"reason {k}", f"requester {k}")
+    return ledger
+
+
+def edit(path, sql: str, *params) -> None:
+    """Edit the SQLite file directly, around the append-only triggers, as an intruder would."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("DROP TRIGGER entries_no_update")
+        db.execute("DROP TRIGGER entries_no_delete")
+        db.execute(sql, params)
+    db.close()
+
+
+def test_ledger_is_append_only_through_sql(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    db = sqlite3.connect(ledger.path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE entries SET body = '{}' WHERE seq = 2")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM entries WHERE seq = 4")
+    db.close()
+    assert len(ledger.check()) == 4
+
+
+@settings(max_examples=25, deadline=None)
+@given(seq=st.integers(1, 4), column=st.sampled_from(["kind", "body", "prev_hash", "hash"]),
+       position=st.integers(0, 10_000))
+def test_any_edit_of_any_row_breaks_the_chain(tmp_path_factory, seq, column, position):
+    path = tmp_path_factory.mktemp("chain") / "l.sqlite"
+    ledger = small_ledger(path)
+    value = sqlite3.connect(path).execute(f"SELECT {column} FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
+    i = position % len(value)
+    changed = value[:i] + ("x" if value[i] != "x" else "y") + value[i + 1:]
+    edit(path, f"UPDATE entries SET {column} = ? WHERE seq = ?", changed, seq)
+    with pytest.raises(UnlearnInputError, match=f"entry {seq}"):
+        ledger.check()
+
+
+def test_removed_rows_are_detected_and_a_truncated_tail_with_a_kept_head(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    head = ledger.head()
+    shutil.copy(ledger.path, tmp_path / "m.sqlite")
+    edit(ledger.path, "DELETE FROM entries WHERE seq = 2")
+    with pytest.raises(UnlearnInputError, match="entry 3"):
+        ledger.check()
+    truncated = Ledger(tmp_path / "m.sqlite")
+    edit(truncated.path, "DELETE FROM entries WHERE seq = 4")
+    truncated.check()  # a chain alone cannot see a missing tail ...
+    with pytest.raises(UnlearnInputError, match="truncated"):
+        truncated.check(expect_head=head)  # ... a head kept elsewhere can
+
+
+def test_requests_are_validated_against_the_training_set_and_each_other(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    before = ledger.path.read_bytes()
+    for indices, message in [([5, 100], "outside the training set"), ([50, 50], "duplicate"),
+                             ([], "empty"), ([60, 12], "repeats 1 indices of request 2")]:
+        with pytest.raises(UnlearnInputError, match=message):
+            ledger.add_request(indices, 100, "r", "someone")
+    assert ledger.path.read_bytes() == before
+
+
+# -- five successive requests on mnist1d ---------------------------------------------------------------
+
+def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, ds, base_file, bank, capsys,
+                                                                     monkeypatch):
+    requests = disjoint_requests(len(ds.train), 5, REQUEST_SIZE)
+    options = started(tmp_path, base_file, capsys, bank)
+    current, certificates = base_file, []
+    for k, indices in enumerate(requests, start=1):
+        csv = data.save_forget_csv(tmp_path / f"request{k}.csv", indices)
+        code, _, err = run(["requests", "add", "--forget", str(csv), "--reason", "GDPR Art. 17",
+                            "--requester", f"person {k}", *options], capsys)
+        assert code == 0, err
+        out = tmp_path / f"model{k}.safetensors"
+        code, _, err = run(["requests", "apply", "--model", str(current), "--method", "amun", "--set", "epochs=2",
+                            "--out", str(out), *options], capsys)
+        assert code == 0, err
+        code, stdout, err = run(["requests", "verify", str(k), "--model", str(out), "--n-reference", "2",
+                                 "--out-dir", str(tmp_path / "certificates"), *options], capsys)
+        assert code == 0, err
+        [json_file] = (tmp_path / "certificates").glob(f"request-{k}-*.json")
+        certificate = json.loads(json_file.read_text())
+        assert json_file.with_suffix(".html").read_text().count(certificate["verdict"]) >= 1
+        assert certificate["honoured"] == list(range(1, k + 1)) and certificate["n_deleted"] == k * REQUEST_SIZE
+        assert [step["requests"] for step in certificate["lineage"]] == [[i] for i in range(1, k + 1)]
+        certificates.append(certificate)
+        current = out
+    ledger = Ledger(tmp_path / "requests.sqlite")
+    # Each certificate names the ledger head it was issued against, and that head is in the chain.
+    for certificate in certificates:
+        ledger.check(expect_head=certificate["ledger"]["head"])
+    last = certificates[-1]
+    assert last["verdict"] in (CONSISTENT, NOT_CONSISTENT)
+    assert last["retrained"]["n_train"] == len(ds.train) - 5 * REQUEST_SIZE
+    assert 0 <= last["gap_to_retrained"]["avg_gap"] < 100
+    assert run(["requests", "check", *options], capsys)[0] == 0
+
+    # The same five requests on two branches from the base model: Retrain, then a do-nothing "method".
+    code, _, err = run(["requests", "apply", "--model", str(base_file), "--method", "retrain",
+                        "--out", str(tmp_path / "retrained.safetensors"), *options], capsys)
+    assert code == 0, err
+    monkeypatch.setitem(method_registry._METHODS, "nothing", Nothing)
+    code, _, err = run(["requests", "apply", "--model", str(tmp_path / "model1.safetensors"), "--method", "nothing",
+                        "--out", str(tmp_path / "nothing.safetensors"), *options], capsys)
+    assert code == 0, err
+    verdicts = {}
+    for name in ("retrained", "nothing"):
+        code, _, err = run(["requests", "verify", "5", "--model", str(tmp_path / f"{name}.safetensors"),
+                            "--n-reference", "2", "--out-dir", str(tmp_path / name), *options], capsys)
+        assert code == 0, err
+        [json_file] = (tmp_path / name).glob("request-5-*.json")
+        verdicts[name] = json.loads(json_file.read_text())
+    assert verdicts["retrained"]["verdict"] == CONSISTENT
+    assert verdicts["retrained"]["gap_to_retrained"]["avg_gap"] == 0.0
+    assert verdicts["nothing"]["verdict"] == NOT_CONSISTENT
+    assert verdicts["nothing"]["checks"]["accuracy"]["passed"] is False
+
+    # An edit of one row made directly in the SQLite file is caught.
+    assert run(["requests", "check", *options], capsys)[0] == 0
+    edit(ledger.path, "UPDATE entries SET body = replace(body, 'person 3', 'person 4') WHERE kind = 'request'")
+    code, _, err = run(["requests", "check", *options], capsys)
+    assert code == 2 and "changed after it was written" in err and len(err.strip().splitlines()) == 1
+
+
+# -- bad input: exit 2, one line, nothing changed --------------------------------------------------------
+
+@pytest.fixture
+def ledger_with_requests(tmp_path, ds, base_file, bank, capsys):
+    return started(tmp_path, base_file, capsys, bank, disjoint_requests(len(ds.train), 2, 10, seed=1))
+
+
+def unchanged(paths):
+    return {p: p.read_bytes() if p.exists() else None for p in paths}
+
+
+def test_bad_input_exits_2_and_changes_nothing(tmp_path, ds, base_file, ledger_with_requests, capsys):
+    options = ledger_with_requests
+    ledger_file = tmp_path / "requests.sqlite"
+    tampered = models.load_model(base_file, ds)
+    first = next(tampered.parameters())
+    first.data[0, 0] += 1e-3  # one weight changed: not the base model, and made by no recorded step
+    stranger = models.save_model(tampered, tmp_path / "stranger.safetensors")
+    out = tmp_path / "out.safetensors"
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not an SQLite file" * 40)
+    cases = [
+        (["requests", "verify", "9", "--model", str(base_file), *options], "no request 9"),
+        (["requests", "show", "9", *options], "no request 9"),
+        (["requests", "verify", "1", "--model", str(base_file), *options], "has not honoured request 1"),
+        (["requests", "apply", "--model", str(stranger), "--method", "ft", "--out", str(out), *options],
+         "does not descend from the ledger's base model"),
+        (["requests", "add", "--indices", f"3,{len(ds.train)}", "--reason", "r", "--requester", "x", *options],
+         "outside the training set"),
+        (["requests", "add", "--indices", "7,7", "--reason", "r", "--requester", "x", *options], "duplicate"),
+        (["requests", "apply", "--model", str(base_file), "--method", "amun", "--set", "lr=0", "--out", str(out),
+          *options], "lr must be > 0"),
+        (["requests", "init", "--model", str(base_file), "--dataset", DATASET, *options], "already exists"),
+    ]
+    for command in ("check", "list"):
+        cases.append((["requests", command, "--ledger", str(corrupt)], "not a request ledger"))
+    cases.append((["requests", "apply", "--model", str(base_file), "--method", "ft", "--out", str(out),
+                   "--ledger", str(corrupt)], "not a request ledger"))
+    cases.append((["requests", "add", "--indices", "1", "--reason", "r", "--requester", "x", "--ledger",
+                   str(corrupt)], "not a request ledger"))
+    cases.append((["requests", "check", "--ledger", str(tmp_path / "missing.sqlite")], "no request ledger"))
+    watched = [ledger_file, base_file, stranger, corrupt, out]
+    before = unchanged(watched)
+    for args, message in cases:
+        code, _, err = run(args, capsys)
+        assert code == 2, (args, err)
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert unchanged(watched) == before
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+# -- the exact path: SISA ---------------------------------------------------------------------------------
+
+def test_sisa_retrains_only_affected_shards_and_certifies_exact(tmp_path, ds, base_file, bank, capsys):
+    from unlearn.methods.sisa import SISA
+
+    first, second, third = disjoint_requests(len(ds.train), 3, 5, seed=2)
+    options = started(tmp_path, base_file, capsys, bank, [first, second])
+    sisa_sets = ["--method", "sisa", "--set", "shards=4", "--set", "slices=2"]
+    code, _, err = run(["requests", "apply", "--model", str(base_file), *sisa_sets,
+                        "--out", str(tmp_path / "e1.safetensors"), *options], capsys)
+    assert code == 0, err
+    started_options = options
+    code, _, err = run(["requests", "add", "--indices", ",".join(map(str, third)), "--reason", "late",
+                        "--requester", "z", *started_options], capsys)
+    assert code == 0, err
+    code, _, err = run(["requests", "apply", "--model", str(tmp_path / "e1.safetensors"), *sisa_sets,
+                        "--out", str(tmp_path / "e2.safetensors"), *options], capsys)
+    assert code == 0, err
+    ledger = Ledger(tmp_path / "requests.sqlite")
+    last_step = [e.body for e in ledger.entries() if e.kind == "apply"][-1]
+    assert last_step["exact"] and last_step["stats"]["shards_retrained"] <= len(np.unique(third))
+    assert last_step["stats"]["fraction_of_full_retrain"] < 1
+    # Deleting from the saved ensemble gave the ensemble SISA trains from scratch without all three requests.
+    ensemble = SISA.load(tmp_path / "e2.safetensors", ds)
+    keep = np.setdiff1d(np.arange(len(ds.train)), np.concatenate([first, second, third]))
+    fresh = SISA(ensemble.estimator, 4, 2, recipe=ensemble.recipe_, arch_args=ensemble.arch_args_,
+                 seed=ensemble.seed).fit(ds, keep)
+    ours, theirs = ensemble.tensors(checkpoints=True), fresh.tensors(checkpoints=True)
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    code, stdout, err = run(["requests", "verify", "3", "--model", str(tmp_path / "e2.safetensors"),
+                             "--out-dir", str(tmp_path / "certificates"), *options], capsys)
+    assert code == 0, err
+    [json_file] = (tmp_path / "certificates").glob("request-3-*.json")
+    certificate = json.loads(json_file.read_text())
+    assert certificate["kind"] == "exact" and certificate["verdict"] == CONSISTENT
+    assert "exact" in json_file.with_suffix(".html").read_text()
