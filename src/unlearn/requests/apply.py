@@ -115,8 +115,8 @@ def apply_requests(ledger: Ledger, model_path, method: str, out, *, hyperparamet
     pending = [r for r in requests if r.id not in honoured]
     if not pending:
         raise UnlearnInputError(f"model {input_hash[:12]} has honoured every request in the ledger; nothing to apply")
-    if Path(out).resolve() == Path(model_path).resolve():
-        raise UnlearnInputError("--out must differ from --model: the input model is never overwritten")
+    if Path(out).resolve() in (Path(model_path).resolve(), Path(base["model_path"]), ledger.path.resolve()):
+        raise UnlearnInputError(f"--out {out} would overwrite the input model, the base model or the ledger")
     ds = load_dataset(base, data_root)
     bank = bank if bank is not None else ModelBank()
     groups = [pending] if all_at_once else [[r] for r in pending]

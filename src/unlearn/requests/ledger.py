@@ -22,6 +22,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,14 @@ class Ledger:
 
     def append_many(self, items: list[tuple[str, dict]]) -> list[Entry]:
         """Append entries in one transaction: all of them or, on any failure, none."""
+        return self._append(lambda existing: items)
+
+    def _append(self, build: Callable[[list[Entry]], list[tuple[str, dict]]]) -> list[Entry]:
+        """Append what `build(existing entries)` returns, in one transaction with the chain checked.
+
+        Building inside the transaction makes validate-then-append atomic: two processes adding
+        requests at once cannot both take the same id or both pass the overlap check.
+        """
         db = self._connect(create=True)
         try:
             with db:
@@ -169,7 +178,7 @@ class Ledger:
                 existing = self._rows(db)
                 prev = existing[-1].hash if existing else GENESIS
                 seq, written = len(existing), []
-                for kind, body in items:
+                for kind, body in build(existing):
                     if kind not in KINDS:
                         raise ValueError(f"unknown ledger entry kind {kind!r}")
                     if (seq == 0) != (kind == "init"):
@@ -245,21 +254,26 @@ class Ledger:
         """Validate and append a request; refuses indices out of range, duplicated or already requested."""
         from unlearn.data import validate_forget
 
-        entries = self.entries()
-        base = self.base(entries)
-        if n_train != base["n_train"]:
-            raise UnlearnInputError(f"the dataset has {n_train} training samples, the ledger's base {base['n_train']}")
+        self.base()  # a readable ledger with a base model, before anything else is said about the request
         indices = validate_forget(indices, n_train, "the request")
-        for earlier in self.requests(entries):
-            again = np.intersect1d(indices, earlier.indices)
-            if again.size:
-                raise UnlearnInputError(f"the request repeats {again.size} indices of request {earlier.id}, "
-                                        f"e.g. {int(again[0])}")
-        request_id = len(self.requests(entries)) + 1
-        body = {"id": request_id, "indices": indices.tolist(), "reason": reason, "requester": requester,
-                "timestamp": timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        entry = self.append("request", body)
-        return self.request(request_id, [*entries, entry])
+
+        def build(entries: list[Entry]) -> list[tuple[str, dict]]:
+            base = self.base(entries)
+            if n_train != base["n_train"]:
+                raise UnlearnInputError(f"the dataset has {n_train} training samples, the ledger's base "
+                                        f"{base['n_train']}")
+            earlier = self.requests(entries)
+            for request in earlier:
+                again = np.intersect1d(indices, request.indices)
+                if again.size:
+                    raise UnlearnInputError(f"the request repeats {again.size} indices of request {request.id}, "
+                                            f"e.g. {int(again[0])}")
+            return [("request", {"id": len(earlier) + 1, "indices": indices.tolist(), "reason": reason,
+                                 "requester": requester,
+                                 "timestamp": timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})]
+
+        [entry] = self._append(build)
+        return self.request(entry.body["id"], [entry])
 
     def check(self, expect_head: str | None = None) -> list[Entry]:
         """The whole chain checked; with `expect_head` (a head hash kept elsewhere, e.g. from a
