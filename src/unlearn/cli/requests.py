@@ -66,15 +66,19 @@ def parse_indices(text: str) -> list[int]:
 @requests_app.command("init")
 def init(
     model: Path = typer.Option(..., "--model", "-m", help="the base model (.safetensors), trained on the whole training set"),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="the dataset it was trained on"),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="the dataset it was trained on (default: the one "
+                                                                "recorded in --model's file)"),
     ledger: Path = LedgerOpt,
     data_root: Path = DataRootOpt,
     bank: Path = BankOpt,
 ):
     """Start a ledger for a base model: records its content hash, dataset and training recipe."""
+    from unlearn import models
+    from unlearn.cli.common import DEFAULT_DATASET
     from unlearn.requests import init_ledger
 
     book = open_ledger(ledger, bank)
+    dataset = dataset or (models.read_spec(model).get("training") or {}).get("dataset") or DEFAULT_DATASET
     body = init_ledger(book, model, dataset, data_root)
     console.print(f"ledger {book.path}: base model {body['model_hash'][:12]} ({body['arch']} on {dataset}, "
                   f"{body['n_train']} training samples)")
