@@ -3,7 +3,8 @@
 The oracle is the model retrained from scratch (base architecture, recipe and seed) on the
 training set minus every request the audited model has honoured, from the model bank (trained
 once). Both models are audited on the request's samples D_F against the test split D_T with the
-project's audits (`unlearn.audit.evaluate`), and four checks decide the verdict:
+project's audits (`unlearn.audit.evaluate`) on the evaluation half of the test split (the half no
+method is given), and four checks decide the verdict:
 
 | check | figure | passes when |
 | --- | --- | --- |
@@ -62,18 +63,18 @@ def retrained_oracle(base: dict, ds, deleted: np.ndarray, bank, device="cpu"):
                     arch_args=base["arch_args"], progress=False, name="retrained oracle")
 
 
-def membership_scores(model, oracle, ds, split: data.ForgetSplit, *, bank, n_reference: int, seed: int,
-                      gamma: float = 2.0, device="cpu") -> list[dict]:
+def membership_scores(model, oracle, ds, split: data.ForgetSplit, evaluation: np.ndarray, *, bank,
+                      n_reference: int, seed: int, gamma: float = 2.0, device="cpu") -> list[dict]:
     """Per-sample RMIA scores of the request's samples under `model` and under `oracle`, and flags.
 
-    The same reference models (from the bank) and the same population (the test split) serve
-    both. Per model: the request's scores, and which of them exceed the model's `1 − FLAG_FPR`
+    The same reference models (from the bank) and the same population (the test points
+    `evaluation`) serve both. Per model: the request's scores, and which of them exceed the model's `1 − FLAG_FPR`
     quantile of scores on the test split (flagged as members by a 5%-FPR attack).
     """
     from unlearn.audit.rmia import mean_reference_probability, rmia_scores
     from unlearn.audit.scores import true_class_probability
 
-    test_points = len(ds.train) + np.arange(len(ds.test))
+    test_points = len(ds.train) + np.asarray(evaluation, dtype=np.int64)
     points = np.r_[np.asarray(split.forget, dtype=np.int64), test_points]
     is_forget = np.r_[np.ones(len(split.forget), bool), np.zeros(len(test_points), bool)]
     refs = audit.reference_logits(model, ds, points, bank=bank, n_reference=n_reference, seed=seed, device=device,
@@ -129,13 +130,16 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
     model = models.load_model(model_path, ds, device)
     oracle = retrained_oracle(base, ds, deleted, bank, device)
     attacks = ["acc", "rmia"] + (["relearn"] if request.indices.size >= 3 else [])
+    # D_T is the evaluation half of the test split, the half no method is ever given (apply hands the
+    # other half to methods that need known non-members, as `unlearn forget` does).
+    evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)[1]
     # The oracle's figures first, then the model's against them (its relearning curve included).
     oracle_figures = audit.evaluate(oracle, ds, split, attacks=attacks, bank=bank, n_reference=n_reference,
-                                    seed=seed, device=device)
+                                    seed=seed, device=device, evaluation=evaluation)
     figures = audit.evaluate(model, ds, split, attacks=attacks, reference=oracle_figures, bank=bank,
-                             n_reference=n_reference, seed=seed, device=device)
-    model_scores, oracle_scores = membership_scores(model, oracle, ds, split, bank=bank, n_reference=n_reference,
-                                                    seed=seed, device=device)
+                             n_reference=n_reference, seed=seed, device=device, evaluation=evaluation)
+    model_scores, oracle_scores = membership_scores(model, oracle, ds, split, evaluation, bank=bank,
+                                                    n_reference=n_reference, seed=seed, device=device)
     checks = {
         "accuracy": _check(figures["acc"]["forget"], oracle_figures["acc"]["forget"], thresholds["accuracy_gap"],
                            "forget accuracy on the request's samples (%)"),
@@ -153,7 +157,7 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
                               thresholds["flagged_excess"],
                               f"request's samples flagged as members by RMIA at {FLAG_FPR:.0%} FPR (%)", one_sided=True)
     ran = [c["passed"] for c in checks.values() if c["passed"] is not None]
-    all_deleted = data.ForgetSplit(deleted, split.retain)
+    all_deleted, test = data.ForgetSplit(deleted, split.retain), ds.test.subset(evaluation)
     certificate.update({
         "kind": "approximate",
         "verdict": CONSISTENT if all(ran) else NOT_CONSISTENT,
@@ -162,8 +166,8 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
         "gap_to_retrained": figures["gap"],
         # The successive setting's figure: accuracy gap on everything deleted so far, not only this request.
         "all_deleted_accuracy_gap": audit.avg_gap(
-            audit.accuracies(model, ds.train.subset(all_deleted.forget), ds.train.subset(split.retain), ds.test),
-            audit.accuracies(oracle, ds.train.subset(all_deleted.forget), ds.train.subset(split.retain), ds.test),
+            audit.accuracies(model, ds.train.subset(all_deleted.forget), ds.train.subset(split.retain), test),
+            audit.accuracies(oracle, ds.train.subset(all_deleted.forget), ds.train.subset(split.retain), test),
             ("forget", "retain", "test")),
         "retrained": {"n_train": int(split.retain.size), "arch": base["arch"], "seed": base["seed"],
                       "recipe": base["recipe"]},
