@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from unlearn import data, methods, models
@@ -157,6 +157,27 @@ def test_salun_leaves_unmasked_weights_bit_identical_under_momentum_and_weight_d
         changed += int((updated[name][keep] != old[name][keep]).sum())
     assert changed > 0.5 * sum(int(k.sum()) for k in mask.values())
     assert abs(method.stats_["mask_ratio"] - 0.3) < 0.01
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ratio=st.floats(0.01, 0.9))
+def test_saliency_mask_holds_the_largest_forget_gradients_and_the_stated_fraction(digits_original, sets, ratio):
+    # The expected mask is computed here, not taken from saliency_mask: |∇θ CE(θ_o; D_F)| summed
+    # over D_F, every weight inside the mask at least as salient as every weight outside it.
+    from unlearn.methods.shared import saliency_mask
+
+    forget, _ = sets
+    loss = torch.nn.functional.cross_entropy(digits_original(data.as_float(forget.x)), forget.y, reduction="sum")
+    names, params = zip(*digits_original.named_parameters())
+    salience = dict(zip(names, (g.abs() for g in torch.autograd.grad(loss, params))))
+    mask = saliency_mask(digits_original, forget, ratio)
+    assert set(mask) == set(names) and all(mask[n].shape == salience[n].shape for n in names)
+    inside = torch.cat([salience[n][mask[n]] for n in names])
+    outside = torch.cat([salience[n][~mask[n]] for n in names])
+    assert inside.min() >= outside.max()
+    total = inside.numel() + outside.numel()
+    assert inside.numel() == max(1, round(ratio * total))  # (no ties at the threshold: 7% of weights have |g| = 0)
+    assert all(p.grad is None for p in digits_original.parameters())  # the session's model is left clean
 
 
 def test_neggrad_plus_with_beta_zero_is_gradient_ascent(digits_original, sets):
