@@ -175,8 +175,10 @@ def test_saliency_mask_holds_the_largest_forget_gradients_and_the_stated_fractio
     inside = torch.cat([salience[n][mask[n]] for n in names])
     outside = torch.cat([salience[n][~mask[n]] for n in names])
     assert inside.min() >= outside.max()
-    total = inside.numel() + outside.numel()
-    assert inside.numel() == max(1, round(ratio * total))  # (no ties at the threshold: 7% of weights have |g| = 0)
+    # The stated fraction; beyond it only weights tied with the threshold (equal gradients do occur).
+    wanted = max(1, round(ratio * (inside.numel() + outside.numel())))
+    ties = int((inside == inside.min()).sum())
+    assert wanted <= inside.numel() <= wanted + ties - 1
     assert all(p.grad is None for p in digits_original.parameters())  # the session's model is left clean
 
 
