@@ -238,7 +238,7 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path, ds, base_file, ledger_w
          "outside the training set"),
         (["requests", "add", "--indices", "7,7", "--reason", "r", "--requester", "x", *options], "duplicate"),
         (["requests", "apply", "--model", str(base_file), "--method", "amun", "--set", "lr=0", "--out", str(out),
-          *options], "lr must be > 0"),
+          *options], "amun: lr must be"),
         (["requests", "init", "--model", str(base_file), "--dataset", DATASET, *options], "already exists"),
     ]
     for command in ("check", "list"):
