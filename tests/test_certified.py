@@ -148,7 +148,7 @@ def test_a_model_is_refused_with_other_hyperparameters_or_other_data(digits, lin
         methods.get("certified", sigma=SIGMA, lam=LAM).unlearn(model, forget, retain.subset(range(100)))
 
 
-@pytest.mark.parametrize("bad", [{"epsilon": 0}, {"delta": 2.0}, {"sigma": "10"}, {"lam": -1.0}])
+@pytest.mark.parametrize("bad", [{"epsilon": 0}, {"delta": 2.0}, {"sigma": "ten"}, {"lam": -1.0}])
 def test_certified_refuses_unusable_hyperparameters_by_name(digits, linear_model, digits_split, bad):
     forget, retain = digits.train.subset(digits_split.forget), digits.train.subset(digits_split.retain)
     with pytest.raises(UnlearnInputError, match=list(bad)[0]):

@@ -37,6 +37,19 @@ def test_the_fisher_of_a_linear_model_is_the_closed_form(linear_model, sets):
     torch.testing.assert_close(fisher["net.1.bias"], bias, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("arch, arch_args", [("mlp", {"hidden": [32, 16]}), ("cnn", {"width": 4, "hidden": 16})])
+def test_the_linear_layer_shortcut_gives_the_per_sample_gradient_fisher(digits, arch, arch_args):
+    # ReLU(inplace=True) follows every hidden Linear here: the shortcut must differentiate at the
+    # layer's output before the activation overwrites it.
+    torch.manual_seed(0)
+    model = models.create(arch, digits, **arch_args)
+    subset = digits.train.subset(range(24))
+    fast = fisher_diagonal(model, subset, torch.device("cpu"))
+    generic = fisher_diagonal(model, subset, torch.device("cpu"), linear_shortcut=False)
+    for name, value in generic.items():
+        torch.testing.assert_close(fast[name], value, rtol=1e-4, atol=1e-9)
+
+
 def test_the_noise_is_gaussian_with_the_notebook_variance(linear_model, sets):
     forget, retain = sets
     alpha = 1e-6
@@ -65,7 +78,7 @@ def test_alpha_zero_returns_the_original_weights_and_more_noise_costs_more_accur
     assert models.accuracy(loud, digits.test) < models.accuracy(quiet, digits.test) - 10
 
 
-@pytest.mark.parametrize("bad", [-1e-6, "1e-6", float("nan")])
+@pytest.mark.parametrize("bad", [-1e-6, "tiny", float("nan")])
 def test_fisher_refuses_an_unusable_alpha_by_name(linear_model, sets, bad):
     forget, retain = sets
     with pytest.raises(UnlearnInputError, match="alpha"):

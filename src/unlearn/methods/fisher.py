@@ -5,7 +5,7 @@ each weight matters to what must be kept. Weights with small F are free to move 
 D_R, so the information about D_F that they may hold is destroyed with noise of variance ∝ 1/F
 (Golatkar, Achille, Soatto, CVPR 2020, "Fisher forgetting"). The expectation over y is exact (the
 true Fisher under the model's own predictive distribution, as in the authors' code), from
-per-sample gradients batched with `torch.func.vmap` instead of the code's one backward pass per
+batched per-sample gradients (`fisher_diagonal`) instead of the code's one backward pass per
 sample and class.
 
 The noise follows the authors' public notebook (`get_mean_var`), which is also what later
@@ -41,28 +41,65 @@ from unlearn.methods.shared import check_number, last_linear
 GRADIENT_FLOATS_PER_CHUNK = 25_000_000
 
 
-def fisher_diagonal(model: nn.Module, data: ArrayDataset, device: torch.device) -> dict[str, torch.Tensor]:
+def fisher_diagonal(model: nn.Module, data: ArrayDataset, device: torch.device,
+                    linear_shortcut: bool = True) -> dict[str, torch.Tensor]:
     """The true diagonal Fisher of `data` under `model` (eval mode): mean over samples of
-    Σ_y p(y|x)·(∂ CE(x, y)/∂θ)², from per-sample gradients (one vmapped pass per class y)."""
+    Σ_y p(y|x)·(∂ CE(x, y)/∂θ)², one pass per class y.
+
+    Per-sample gradients are batched with `torch.func.vmap`. For an `nn.Linear` fed a batch of
+    vectors they are not needed at all: the per-sample gradient of its weight is g·aᵀ (g the
+    gradient at its output, a its input), so Σ_i p_i (g_i aᵢᵀ)² = (p ⊙ g²)ᵀ a², one matrix product
+    (Goodfellow 2015); `linear_shortcut=False` uses vmap for every weight (the test compares both).
+    """
     model.eval()
-    params = {name: p.detach() for name, p in model.named_parameters()}
+    params = dict(model.named_parameters())
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)] if linear_shortcut else []
+    seen: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def tap(module, args, out):
+        # Keep the layer's own output for autograd.grad and hand a copy downstream, which an
+        # in-place activation (ReLU(inplace=True)) may then overwrite without touching ours.
+        seen[module] = (args[0], out)
+        return out.clone()
+
+    shortcut = {id(p) for m in linears for p in m.parameters()}
+    generic = {name: p.detach() for name, p in params.items() if id(p) not in shortcut}
+    names = {id(p): name for name, p in params.items()}
     buffers = dict(model.named_buffers())
 
     def loss_of(weights, x, y):
+        # Weights not in `weights` (the Linear layers on the shortcut) are the module's own, constant here.
         logits = functional_call(model, (weights, buffers), (x.unsqueeze(0),))
         return F.cross_entropy(logits, y.unsqueeze(0))
 
     per_sample_gradient = vmap(grad(loss_of), in_dims=(None, 0, 0))
-    chunk = max(1, GRADIENT_FLOATS_PER_CHUNK // sum(p.numel() for p in params.values()))
+
+    chunk = max(1, GRADIENT_FLOATS_PER_CHUNK // max(1, sum(p.numel() for p in generic.values())))
     fisher = {name: torch.zeros_like(p) for name, p in params.items()}
     for start in range(0, len(data), chunk):
         x = as_float(data.x[start:start + chunk].to(device))
-        with torch.no_grad():
-            probs = model(x).softmax(1)
+        hooks = [m.register_forward_hook(tap) for m in linears]  # only for this pass, not the vmapped ones
+        try:
+            logits = model(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if any(seen[m][0].ndim != 2 for m in linears):  # a Linear over sequences: g·aᵀ sums over positions
+            return fisher_diagonal(model, data, device, linear_shortcut=False)
+        probs = logits.detach().softmax(1)
         for label in range(probs.shape[1]):
-            grads = per_sample_gradient(params, x, torch.full((len(x),), label, device=device))
-            for name, g in grads.items():
-                fisher[name] += torch.einsum("b,b...->...", probs[:, label], g**2)
+            labels = torch.full((len(x),), label, device=device)
+            if linears:
+                loss = F.cross_entropy(logits, labels, reduction="sum")  # samples independent in eval mode
+                outputs = torch.autograd.grad(loss, [seen[m][1] for m in linears], retain_graph=True)
+                for m, g in zip(linears, outputs):
+                    weighted = probs[:, label:label + 1] * g**2
+                    fisher[names[id(m.weight)]] += weighted.T @ seen[m][0].detach() ** 2
+                    if m.bias is not None:
+                        fisher[names[id(m.bias)]] += weighted.sum(0)
+            if generic:
+                for name, g in per_sample_gradient(generic, x, labels).items():
+                    fisher[name] += torch.einsum("b,b...->...", probs[:, label], g**2)
     return {name: f / len(data) for name, f in fisher.items()}
 
 
