@@ -65,6 +65,15 @@ def test_the_noise_is_gaussian_with_the_notebook_variance(linear_model, sets):
     assert 0.9 < float(z.std()) < 1.1
     # A wrong variance by a factor of two would show: the standardised noise is N(0, 1).
     assert float((z.abs() < 1).float().mean()) == pytest.approx(0.683, abs=0.05)
+    # The variance is pooled per row: weights the Fisher pins down (own variance under 0.8 of the
+    # row's mean: 84 of them, 0.62 of it on average) get as much noise as the rest. Unpooled
+    # variances would give them a standard deviation near √0.62 = 0.79; eight draws of 84 tell.
+    own = alpha * (1 / (weight + 1e-8)).clamp(max=100) * 10
+    pinned = own < 0.8 * var_w
+    assert int(pinned.sum()) >= 50
+    draws = [((methods.get("fisher", alpha=alpha).unlearn(linear_model, forget, retain, seed=s).net[1].weight
+               - linear_model.net[1].weight) / var_w.sqrt())[pinned].detach() for s in range(8)]
+    assert 0.9 < float(torch.cat(draws).std()) < 1.1
 
 
 def test_alpha_zero_returns_the_original_weights_and_more_noise_costs_more_accuracy(digits, linear_model, sets):

@@ -75,6 +75,17 @@ def test_a_larger_alpha_dampens_a_subset_of_the_weights(digits_original, class_s
         assert (s.abs() <= w.abs()).all() and (torch.sign(s) * torch.sign(w) >= 0).all()
 
 
+def test_dampening_never_grows_a_weight_even_when_lambda_exceeds_alpha(digits_original, class_sets):
+    # With λ ≤ α a selected weight's factor λ·imp_D/imp_F is below λ/α ≤ 1 anyway; only λ > α can
+    # ask for a factor above 1, which the cap at 1 refuses (weights are never amplified).
+    forget, retain = class_sets
+    new = methods.get("ssd", alpha=0.5, lam=1.0).unlearn(digits_original, forget, retain)
+    grown = [name for (name, w), v in zip(digits_original.named_parameters(), new.parameters())
+             if (v.abs() > w.abs()).any()]
+    assert not grown
+    assert any((v != w).any() for w, v in zip(digits_original.parameters(), new.parameters()))
+
+
 @pytest.mark.parametrize("bad", [{"alpha": -1.0}, {"lam": "1e-3x"}, {"batch_size": 0}])
 def test_ssd_refuses_unusable_hyperparameters_by_name(digits_original, class_sets, bad):
     forget, retain = class_sets
