@@ -9,4 +9,4 @@ from unlearn.methods.base import Method, available, get, get_class, register  # 
 from unlearn.methods import retrain, ft, rl, ga, neggrad, bs, l1_sparse, salun, scrub, sisa  # noqa: E402,F401  isort: skip  (baselines)
 from unlearn.methods import amun  # noqa: E402,F401  isort: skip  (AMUN, AMUN + SalUn)
 from unlearn.methods import sg  # noqa: E402,F401  isort: skip  (SG)
-from unlearn.methods import ssd, bad_teacher, fisher, certified  # noqa: E402,F401  isort: skip  (issue 18: SSD, Fisher forgetting, Bad Teacher, certified removal)
+from unlearn.methods import ssd, bad_teacher, fisher, certified  # noqa: E402,F401  isort: skip  (SSD, Fisher forgetting, Bad Teacher, certified removal)
