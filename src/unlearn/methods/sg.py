@@ -34,13 +34,15 @@ paper's hinge SVM (`auditor="svm"`, through cvxpylayers, an optional extra): it 
 the implicit gradient is exact (`sg_auditor`), and its loss grows only linearly in the margin,
 so dU_a/dS stays bounded. With the squared-hinge auditor the leader learns to push a few
 held-out rows ever further out (`benchmarks/bench_sg.py auditors`, digits seed 0, α = 1, 30
-epochs: U_a reached -1.6e4 with the squared hinge, -3.5 with the logistic auditor). The attacker
+epochs: U_a reached -73 with the squared hinge, -1.1 with the logistic auditor; -1.6e4 and
+-3.5 when the auditors' splits were fixed for the whole run instead of redrawn). The attacker
 step's learning rate follows the same cosine schedule as the base step. Model selection is
 two-sided by default: maximising the auditor's held-out loss drives its accuracy *below* 50%,
 which the paper's (validation accuracy − MIA accuracy) rewards although such an auditor, inverted,
 separates members as well (the Avg. Gap is two-sided for the same reason, docs/methods.md). Measured
-on digits seed 2 (α = 5, lr 0.05): the paper's rule kept epoch 10 (validation 92.6%, MIA 41.7%),
-the two-sided rule keeps epoch 1 (97.8%, 51.3%); `selection="paper"` restores the paper's rule.
+on digits seed 2 (α = 5, lr 0.05, auditors redrawn per epoch): the paper's rule kept epoch 4
+(validation 93.0%, MIA 39.9%), the two-sided rule epoch 3 (97.8%, 50.0%); `selection="paper"`
+restores the paper's rule.
 """
 
 from __future__ import annotations
