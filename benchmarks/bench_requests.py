@@ -29,6 +29,7 @@ import torch
 
 from unlearn import data, models, training
 from unlearn.bank import ModelBank
+from unlearn.cli.common import parse_sets
 from unlearn.requests import Ledger, apply_requests, init_ledger, verify_request
 
 BRANCHES = {"AMUN-A": ("amun", {}), "AMUN (plain)": ("amun", {"adaptive": False}), "Retrain": ("retrain", {})}
@@ -48,11 +49,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=40, help="samples per request")
     parser.add_argument("--epochs", type=int, default=10, help="AMUN's fine-tuning epochs")
     parser.add_argument("--lr", type=float, default=0.01, help="AMUN's learning rate")
+    parser.add_argument("--amun-set", action="append", default=[], help="another AMUN hyperparameter key=value "
+                                                                         "(e.g. with_forget=false), repeatable")
     parser.add_argument("--n-reference", type=int, default=4)
     parser.add_argument("--bank", default=None, help="model bank (default: $UNLEARN_BANK)")
     parser.add_argument("--json", default=None, help="also write every row as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    amun_extra = parse_sets(args.amun_set)
 
     ds = data.load(args.dataset)
     bank = ModelBank(args.bank)
@@ -67,7 +71,7 @@ def main() -> None:
     for k in range(1, args.requests + 1):
         ledger.add_request(order[(k - 1) * args.size:k * args.size], len(ds.train), "benchmark", "bench")
         for branch, (method, extra) in BRANCHES.items():
-            hparams = {**extra, "epochs": args.epochs, "lr": args.lr} if method == "amun" else extra
+            hparams = {**extra, **amun_extra, "epochs": args.epochs, "lr": args.lr} if method == "amun" else extra
             out = work / f"{branch.split()[0].lower()}-{k}.safetensors"
             start = time.perf_counter()
             [step] = apply_requests(ledger, current[branch], method, out, hyperparameters=hparams, bank=bank)
@@ -84,7 +88,7 @@ def main() -> None:
             current[branch] = out
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.dataset}, {args.requests} successive requests of {args.size} samples, AMUN epochs {args.epochs} "
-          f"lr {args.lr}, {args.n_reference} RMIA reference models, 1 torch thread\n")
+          f"lr {args.lr} {amun_extra or ''}, {args.n_reference} RMIA reference models, 1 torch thread\n")
     print("| request | branch | seconds | Avg. Gap (request) | FA / retrained FA | acc. gap (all deleted) | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

@@ -144,7 +144,7 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
         "accuracy": _check(figures["acc"]["forget"], oracle_figures["acc"]["forget"], thresholds["accuracy_gap"],
                            "forget accuracy on the request's samples (%)"),
         "rmia": _check(figures["rmia"]["auc"], oracle_figures["rmia"]["auc"], thresholds["rmia_auc_gap"],
-                       "RMIA AUC, request's samples vs the test split (%)"),
+                       "RMIA AUC, request's samples vs D_T, the evaluation half of the test split (%)"),
     }
     if "relearn" in figures:
         checks["relearn"] = _check(figures["relearn"]["model"][-1], figures["relearn"]["reference"][-1],
