@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--amun-set", action="append", default=[], help="another AMUN hyperparameter key=value "
                                                                          "(e.g. with_forget=false), repeatable")
     parser.add_argument("--n-reference", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the requests' random draw")
     parser.add_argument("--bank", default=None, help="model bank (default: $UNLEARN_BANK)")
     parser.add_argument("--json", default=None, help="also write every row as JSON here")
     args = parser.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
     base_file = models.save_model(bank.get(ds, arch, None, seed=0, progress=False), work / "base.safetensors")
     ledger = Ledger(work / "requests.sqlite")
     base = init_ledger(ledger, base_file, args.dataset)
-    order = np.random.default_rng(0).permutation(len(ds.train))
+    order = np.random.default_rng(args.seed).permutation(len(ds.train))
     current = dict.fromkeys(BRANCHES, base_file)
     rows = []
     for k in range(1, args.requests + 1):
@@ -88,7 +89,8 @@ def main() -> None:
             current[branch] = out
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.dataset}, {args.requests} successive requests of {args.size} samples, AMUN epochs {args.epochs} "
-          f"lr {args.lr} {amun_extra or ''}, {args.n_reference} RMIA reference models, 1 torch thread\n")
+          f"lr {args.lr} {amun_extra or ''}, {args.n_reference} RMIA reference models, request seed {args.seed}, "
+          "1 torch thread\n")
     print("| request | branch | seconds | Avg. Gap (request) | FA / retrained FA | acc. gap (all deleted) | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

@@ -208,11 +208,12 @@ def verify(
     certificate = verify_request(book, request_id, model, thresholds=parse_sets(thresholds), n_reference=n_reference,
                                  seed=seed, device=device, bank=ModelBank(bank), data_root=data_root)
     json_path, html_path = issue_certificate(book, certificate, out_dir or book.path.parent / "certificates")
-    rows = [[name, c["figure"], c.get("gap", c.get("count", "")), c.get("threshold", ""),
-             {True: "pass", False: "FAIL", None: "not run"}[c["passed"]]] for name, c in certificate["checks"].items()]
+    rows = [[name, c["figure"], c.get("model", c.get("count", "")), c.get("retrained", ""), c.get("gap", ""),
+             c.get("threshold", ""), {True: "pass", False: "FAIL", None: "not run"}[c["passed"]]]
+            for name, c in certificate["checks"].items()]
     console.print(table(f"request {request_id} on model {certificate['model']['content_hash'][:12]}: "
                         f"{certificate['verdict']} ({certificate['kind']})",
-                        ["check", "figure", "gap / count", "threshold", "result"], rows))
+                        ["check", "figure", "model", "retrained", "gap", "allowed", "result"], rows))
     if "gap_to_retrained" in certificate:
         console.print(f"Avg. Gap to the retrained model on the request's samples: "
                       f"{certificate['gap_to_retrained']['avg_gap']:.2f}")

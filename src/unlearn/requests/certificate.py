@@ -91,7 +91,8 @@ request entry <code>{request['hash']}</code></td></tr>
 {exact_line}{gap_line}
 <h2>Checks</h2>
 <table><tr><th>check</th><th>figure</th><th>measured</th><th>result</th></tr>{''.join(rows)}</table>
-<p>Thresholds that decided the verdict: {thresholds}. The verdict is "consistent with retraining" when
+<p>D_F: the request's samples; D_T: {esc(c.get("settings", {}).get("d_t", "the test split"))}, never
+trained on. Thresholds that decided the verdict: {thresholds}. The verdict is "consistent with retraining" when
 every check that ran passed.</p>
 <h2>Lineage of the model</h2>
 <table><tr><th>requests</th><th>method</th><th>mode</th><th>input → output (content hash)</th><th>time</th>

@@ -142,9 +142,9 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
                                                     n_reference=n_reference, seed=seed, device=device)
     checks = {
         "accuracy": _check(figures["acc"]["forget"], oracle_figures["acc"]["forget"], thresholds["accuracy_gap"],
-                           "forget accuracy on the request's samples (%)"),
+                           "forget accuracy on the request (%)"),
         "rmia": _check(figures["rmia"]["auc"], oracle_figures["rmia"]["auc"], thresholds["rmia_auc_gap"],
-                       "RMIA AUC, request's samples vs D_T, the evaluation half of the test split (%)"),
+                       "RMIA AUC, request vs D_T (%)"),
     }
     if "relearn" in figures:
         checks["relearn"] = _check(figures["relearn"]["model"][-1], figures["relearn"]["reference"][-1],
@@ -155,7 +155,7 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
                              "passed": None}
     checks["scores"] = _check(100.0 * model_scores["flagged"].mean(), 100.0 * oracle_scores["flagged"].mean(),
                               thresholds["flagged_excess"],
-                              f"request's samples flagged as members by RMIA at {FLAG_FPR:.0%} FPR (%)", one_sided=True)
+                              f"flagged as members by RMIA at {FLAG_FPR:.0%} FPR (%)", one_sided=True)
     ran = [c["passed"] for c in checks.values() if c["passed"] is not None]
     all_deleted, test = data.ForgetSplit(deleted, split.retain), ds.test.subset(evaluation)
     certificate.update({
@@ -175,7 +175,8 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
                         "retrained_score": float(b), "retrained_flagged": bool(fb)}
                        for i, a, fa, b, fb in zip(request.indices, model_scores["scores"], model_scores["flagged"],
                                                   oracle_scores["scores"], oracle_scores["flagged"])],
-        "settings": {"n_reference": n_reference, "seed": seed, "rmia_gamma": 2.0},
+        "settings": {"n_reference": n_reference, "seed": seed, "rmia_gamma": 2.0,
+                     "d_t": f"the evaluation half of the test split ({evaluation.size} samples)"},
     })
     return jsonable(certificate)
 
