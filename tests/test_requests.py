@@ -171,6 +171,10 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
         certificates.append(certificate)
         current = out
     ledger = Ledger(tmp_path / "requests.sqlite")
+    # Request k was unlearned with D_R = the training set minus requests 1..k.
+    steps = [e.body for e in ledger.entries() if e.kind == "apply"]
+    assert [step["n_retain"] for step in steps] == [len(ds.train) - k * REQUEST_SIZE for k in range(1, 6)]
+    assert [step["stats"]["computed_on"] for step in steps] == ["current"] * 5  # AMUN-A
     # Each certificate names the ledger head it was issued against, and that head is in the chain.
     for certificate in certificates:
         ledger.check(expect_head=certificate["ledger"]["head"])
@@ -294,3 +298,24 @@ def test_sisa_retrains_only_affected_shards_and_certifies_exact(tmp_path, ds, ba
     certificate = json.loads(json_file.read_text())
     assert certificate["kind"] == "exact" and certificate["verdict"] == CONSISTENT
     assert "exact" in json_file.with_suffix(".html").read_text()
+
+
+def test_all_at_once_and_plain_amun_record_their_steps_and_retain_sets(tmp_path, ds, base_file, bank, capsys):
+    requests = disjoint_requests(len(ds.train), 2, 10, seed=3)
+    options = started(tmp_path, base_file, capsys, bank, requests)
+    code, _, err = run(["requests", "apply", "--model", str(base_file), "--method", "ft", "--set", "epochs=1",
+                        "--all-at-once", "--out", str(tmp_path / "together.safetensors"), *options], capsys)
+    assert code == 0, err
+    code, _, err = run(["requests", "apply", "--model", str(base_file), "--method", "amun", "--set", "epochs=1",
+                        "--set", "adaptive=false", "--out", str(tmp_path / "plain.safetensors"), *options], capsys)
+    assert code == 0, err
+    together, *plain = [e.body for e in Ledger(tmp_path / "requests.sqlite").entries() if e.kind == "apply"]
+    assert together["requests"] == [1, 2] and together["mode"] == "all-at-once" and together["n_forget"] == 20
+    assert [step["requests"] for step in plain] == [[1], [2]] and plain[1]["input_hash"] == plain[0]["output_hash"]
+    # Every step trains on the training set minus every request known, and plain AMUN searches θ_o.
+    assert {step["n_retain"] for step in (together, *plain)} == {len(ds.train) - 20}
+    assert [step["stats"]["computed_on"] for step in plain] == ["original", "original"]
+    assert [step["stats"]["n_retain"] for step in plain] == [len(ds.train) - 20] * 2
+    again = run(["requests", "apply", "--model", str(tmp_path / "plain.safetensors"), "--method", "ft",
+                 "--out", str(tmp_path / "x.safetensors"), *options], capsys)
+    assert again[0] == 2 and "nothing to apply" in again[2]
