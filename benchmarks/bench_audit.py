@@ -1,5 +1,11 @@
-"""Audit benchmarks: cost vs number of reference models, reuse from the bank, and known answers.
+"""Audit benchmarks: strength of the attacks, cost vs number of reference models, reuse from the bank.
 
+    python benchmarks/bench_audit.py strength           # mnist1d: AUC / TPR@1%FPR of the original model for loss MIA,
+                                                        # RMIA (earlier vs new settings, ablations), LiRA on/offline,
+                                                        # vs the number of reference models; Retrain over seeds
+    python benchmarks/bench_audit.py strength --cifar   # the same on a 1,000-image CIFAR-10 subset (MLP, flips)
+    python benchmarks/bench_audit.py runtime            # wall time of the default audit with a warm bank (run it with
+                                                        # PYTHONPATH of two source trees to compare them)
     python benchmarks/bench_audit.py scaling            # digits: audit time vs n_reference (4, 8, 16), 2nd audit reuses
     python benchmarks/bench_audit.py leak               # original vs retrained: every MIA's AUC (digits)
     python benchmarks/bench_audit.py leak --cifar       # the same on a leaky CIFAR-10 subset (needs the tarball):
@@ -21,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn import audit, data
+from unlearn import audit, data, models, training
 from unlearn.bank import ModelBank
 from unlearn.data import Dataset
 
@@ -102,17 +108,128 @@ def leak(use_cifar: bool, n_reference: int, seeds: list[int]) -> None:
                   f"{audit_seconds:.0f} |", flush=True)
 
 
+def strength_dataset(use_cifar: bool) -> tuple[Dataset, str, dict, object]:
+    """(dataset, arch, arch args, recipe) of the strength table."""
+    if use_cifar:
+        if not CIFAR.exists():
+            raise SystemExit(f"CIFAR-10 copy not found at {CIFAR}")
+        # An MLP overfits 1,000 images in seconds; trained with flips, so RMIA queries flipped views too.
+        return cifar_subset(100, 50), "mlp", {}, training.get_recipe("digits").with_(flip=True)
+    ds = data.load("mnist1d")
+    return ds, "mlp", None, training.get_recipe(training.default_recipe(ds.name))
+
+
+def attack_rows(target, labels, refs, is_forget, count: int, variants: dict) -> list[tuple[str, dict]]:
+    """Every attack of the table on the first `count` reference models."""
+    from unlearn.audit.references import References
+
+    sub = References(refs.logits[:count], refs.members[:count], refs.points, 0)
+    rows = []
+    for name, (kind, settings) in variants.items():
+        try:
+            if kind.startswith("rmia"):
+                out = audit.rmia(target, labels, sub, is_forget, settings=settings, offline=kind.endswith("offline"))
+            else:
+                out = audit.lira(target, labels, sub, is_forget, offline=kind.endswith("offline"),
+                                 queries=settings.queries)
+        except Exception as err:  # e.g. offline with too few OUT models: a cell, not a crash
+            out = {"error": f"{type(err).__name__}"}
+        rows.append((name, out))
+    return rows
+
+
+def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_seed: int) -> None:
+    from unlearn.audit.rmia import RMIASettings
+
+    ds, arch, arch_args, recipe = strength_dataset(use_cifar)
+    bank = ModelBank()
+    new = RMIASettings()
+    legacy = RMIASettings.legacy()
+    variants = {
+        "RMIA earlier settings (softmax T=1, mean, 1 query)": ("rmia", legacy),
+        "RMIA new defaults": ("rmia", new),
+        "  new, softmax signal (T=1)": ("rmia", RMIASettings(**{**new.to_dict(), "signal": "softmax", "temperature": 1.0})),
+        "  new, plain mean": ("rmia", RMIASettings(**{**new.to_dict(), "trim": 0.0})),
+        "  new, 1 query": ("rmia", RMIASettings(**{**new.to_dict(), "queries": 1})),
+        "  new, γ = 1": ("rmia", RMIASettings(**{**new.to_dict(), "gamma": 1.0})),
+        "RMIA offline, a fitted": ("rmia-offline", new),
+        "RMIA offline, a = 0.3": ("rmia-offline", RMIASettings(**{**new.to_dict(), "offline_a": 0.3})),
+        "LiRA online (views as RMIA)": ("lira", new),
+        "LiRA offline (views as RMIA)": ("lira-offline", new),
+    }
+    queries = max(v[1].queries for v in variants.values())
+    _, evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)
+    print(f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, {arch}, recipe {recipe}, 10% random forget; "
+          f"D_T = evaluation half of the test split ({len(evaluation)}); reference seed {reference_seed}; "
+          f"torch threads {torch.get_num_threads()}; new RMIA defaults {new.to_dict()}")
+    for seed in seeds:
+        split = data.random_forget(len(ds.train), fraction=0.1, seed=seed)
+        points = np.r_[split.forget, len(ds.train) + evaluation]
+        is_forget = np.r_[np.ones(len(split.forget), bool), np.zeros(len(evaluation), bool)]
+        start = time.perf_counter()
+        original = bank.get(ds, arch, None, recipe, seed=seed, arch_args=arch_args, progress=False)
+        retrained = bank.get(ds, arch, split.retain, recipe, seed=seed, arch_args=arch_args, progress=False)
+        refs = audit.reference_logits(original, ds, points, bank=bank, n_reference=max(counts), seed=reference_seed,
+                                      queries=queries, progress=False)
+        print(f"\nseed {seed}: models ready in {time.perf_counter() - start:.0f} s ({bank.trained} trained so far); "
+              f"original test acc {models.accuracy(original, ds.test):.1f}, "
+              f"train acc {models.accuracy(original, ds.train):.1f}")
+        pool = audit.population(ds).train.subset(points)
+        test = ds.test.subset(evaluation)
+        for name, model in (("original", original), ("retrained", retrained)):
+            target = audit.query_logits(model, pool, recipe, queries)
+            loss = audit.loss_mia(model, ds.train.subset(split.forget), test, seed=0)
+            print(f"\n{name}, seed {seed}: loss MIA AUC {loss['auc']:.1f}")
+            print("| attack | " + " | ".join(f"{c} refs AUC / TPR@1%" for c in counts) + " |")
+            print("| --- " * (len(counts) + 1) + "|")
+            table = {c: dict(attack_rows(target, pool.y, refs, is_forget, c, variants)) for c in counts}
+            for row in variants:
+                cells = []
+                for c in counts:
+                    out = table[c][row]
+                    cells.append(out["error"] if "error" in out else
+                                 f"{out['auc']:.1f} / {out['tpr_at_1pct_fpr']:.1f}"
+                                 + (f" (a={out['offline_a']:.1f})" if "offline_a" in out else ""))
+                print(f"| {row} | " + " | ".join(cells) + " |", flush=True)
+
+
+def runtime(n_reference: int, repeats: int) -> None:
+    """Wall time of `evaluate` with the default attacks on mnist1d, once the bank holds every model."""
+    ds = data.load("mnist1d")
+    split = data.random_forget(len(ds.train), fraction=0.1, seed=0)
+    _, evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)
+    bank = ModelBank()
+    model = bank.get(ds, "mlp", None, seed=0, progress=False)
+    audit.evaluate(model, ds, split, bank=bank, n_reference=n_reference, evaluation=evaluation)  # warm the bank
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = audit.evaluate(model, ds, split, bank=bank, n_reference=n_reference, evaluation=evaluation)
+        times.append(time.perf_counter() - start)
+    print(f"default audit {audit.DEFAULT_ATTACKS}, {n_reference} references, warm bank: "
+          f"median {np.median(times):.2f} s over {repeats} (min {min(times):.2f}); rmia.auc {result['rmia']['auc']:.1f}; "
+          f"source {Path(audit.__file__).parents[2]}")
+
+
 def main() -> None:
     torch.set_num_threads(1)  # one core: per-model cost is not distorted by thread contention
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["scaling", "leak"])
-    parser.add_argument("--counts", default="4,8,16", help="reference-model counts for 'scaling'")
+    parser.add_argument("part", choices=["strength", "runtime", "scaling", "leak"])
+    parser.add_argument("--counts", default=None, help="reference-model counts ('scaling': 4,8,16; "
+                                                       "'strength': 2,4,8,16,32)")
     parser.add_argument("--n-reference", type=int, default=8, help="reference models for 'leak'")
     parser.add_argument("--seeds", default="0", help="comma list of forget/original seeds for 'leak'")
-    parser.add_argument("--cifar", action="store_true", help="'leak' on a 1,000-image CIFAR-10 subset")
+    parser.add_argument("--cifar", action="store_true", help="'leak'/'strength' on a 1,000-image CIFAR-10 subset")
+    parser.add_argument("--reference-seed", type=int, default=0, help="reference seed for 'strength'")
+    parser.add_argument("--repeats", type=int, default=5, help="timed audits for 'runtime'")
     args = parser.parse_args()
-    if args.part == "scaling":
-        scaling([int(c) for c in args.counts.split(",")], seed=0)
+    if args.part == "strength":
+        strength(args.cifar, [int(c) for c in (args.counts or "2,4,8,16,32").split(",")], [int(s) for s in args.seeds.split(",")],
+                 args.reference_seed)
+    elif args.part == "runtime":
+        runtime(args.n_reference, args.repeats)
+    elif args.part == "scaling":
+        scaling([int(c) for c in (args.counts or "4,8,16").split(",")], seed=0)
     else:
         leak(args.cifar, args.n_reference, [int(s) for s in args.seeds.split(",")])
 

@@ -36,9 +36,10 @@ def test_json_has_every_figure_and_the_gap(files, capsys, bank):
                         "--n-reference", "2", "--bank", str(bank.root), "--json"], capsys)
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"acc", "mis", "loss", "rmia", "gap"}
+    assert set(result) == {"acc", "test_side", "mis", "loss", "rmia", "gap"}
     assert result["acc"]["forget"] == 100.0 and result["acc"]["ua"] == 0.0
-    assert set(result["rmia"]) == {"auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"}
+    assert {"auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "settings", "n_reference"} <= set(result["rmia"])
+    assert result["rmia"]["settings"]["signal"] == "taylor-soft-margin"
     assert result["gap"]["acc.forget"] > 0 and 0 <= result["gap"]["avg_gap"] <= 100
 
 
@@ -54,8 +55,10 @@ def test_table_and_plot(files, capsys, bank, tmp_path):
 @pytest.mark.parametrize("extra, forget, message", [
     ([], "outside.csv", "outside the training set"),
     (["--reference", "{files}/foreign.safetensors"], "forget.csv", "another dataset"),
-    (["--attacks", "acc,lira", "--n-reference", "2"], "forget.csv", "at least 4 reference models"),
-    (["--attacks", "acc,rmia", "--n-reference", "5"], "forget.csv", "even number"),
+    (["--attacks", "acc,lira", "--n-reference", "1"], "forget.csv", "at least 2 reference models"),
+    (["--attacks", "acc,rmia", "--gamma", "-1"], "forget.csv", "gamma must be positive"),
+    (["--attacks", "acc,rmia", "--offline-a", "half"], "forget.csv", "--offline-a"),
+    (["--attacks", "acc,epsilon"], "forget.csv", "--method"),
     (["--attacks", "acc,ouija"], "forget.csv", "unknown attack"),
 ])
 def test_bad_input_exits_2_with_a_reason(extra, forget, message, files, capsys, bank):

@@ -9,8 +9,15 @@ from sklearn.metrics import roc_auc_score
 from unlearn.audit.gap import avg_gap, flatten, gap_over_seeds, summarize, summarize_runs
 from unlearn.audit.lira import lira_scores
 from unlearn.audit.loss_mia import loss_attack
-from unlearn.audit.rmia import mean_reference_probability, rmia_scores
-from unlearn.audit.scores import logit_confidence, roc_summary, true_class_probability
+from unlearn.audit.epsilon import example_epsilons, forgetting_quality
+from unlearn.audit.queries import query_views, shift
+from unlearn.audit.rmia import RMIASettings, mean_reference_probability, rmia_scores, trimmed_mean
+from unlearn.audit.scores import (
+    logit_confidence,
+    roc_summary,
+    soft_margin_taylor_probability,
+    true_class_probability,
+)
 from unlearn.errors import UnlearnInputError
 
 scores = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40)
@@ -113,11 +120,84 @@ def test_signals_known_answers():
     assert p[0].item() == pytest.approx(np.exp(2) / (np.exp(2) + 2))
     assert logit_confidence(logits, labels)[0].item() == pytest.approx(np.log(p[0].item() / (1 - p[0].item())))
     assert logit_confidence(logits, labels)[1].item() == pytest.approx(50.0, abs=1e-6)  # p rounds to 1, φ does not
-    taylor = true_class_probability(logits, labels, temperature=2.0, taylor_order=2)
-    t = np.array([1 + 1 + 0.5, 1, 1])  # 1 + z + z²/2 at z = (1, 0, 0)
-    assert taylor[0].item() == pytest.approx(t[0] / t.sum())
-    with pytest.raises(UnlearnInputError, match="even"):
-        true_class_probability(logits, labels, taylor_order=3)
+    # The RMIA authors' signal at T = 2, m = 0.6, 4 terms: z = (1, 0, 0), t(u) = 1 + u + u²/2 + u³/6.
+    sm = soft_margin_taylor_probability(logits, labels, temperature=2.0, margin=0.6, terms=4)
+    t = 1 + 0.4 + 0.4**2 / 2 + 0.4**3 / 6
+    assert sm[0].item() == pytest.approx(t / (t + 2))
+    assert RMIASettings().signal_of(logits, labels)[0].item() == pytest.approx(t / (t + 2))
+    assert RMIASettings.legacy().signal_of(logits, labels)[0].item() == pytest.approx(p[0].item())
+    with pytest.raises(UnlearnInputError, match="taylor_terms"):
+        RMIASettings(taylor_terms=1)
+    with pytest.raises(UnlearnInputError, match="unknown key"):
+        RMIASettings.of({"temprature": 2})
+
+
+def test_trimmed_mean_cuts_each_end_over_the_masked_models_only():
+    values = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 7.0], [100.0, 9.0]])
+    np.testing.assert_allclose(trimmed_mean(values, trim=0.25), [2.5, 6.0])
+    np.testing.assert_allclose(trimmed_mean(values), values.mean(0))
+    mask = np.array([[True, True], [True, False], [True, True], [False, True]])
+    np.testing.assert_allclose(trimmed_mean(values, mask, trim=0.25), [2.0, 7.0])  # 3 models: cut none
+    with pytest.raises(UnlearnInputError, match="OUT"):
+        trimmed_mean(values, np.zeros_like(mask))
+
+
+@settings(max_examples=30)
+@given(probabilities, st.integers(2, 5), st.floats(1.0, 3.0))
+def test_rmia_with_identical_views_equals_one_query(p, views, gamma):
+    p = np.array(p)
+    mean_p = np.linspace(0.2, 0.9, len(p))
+    population = np.arange(len(p)) % 3 == 0
+    single = rmia_scores(p, mean_p, population, gamma)
+    np.testing.assert_allclose(rmia_scores(np.tile(p, (views, 1)), np.tile(mean_p, (views, 1)), population, gamma),
+                               single)
+
+
+def test_rmia_views_vote_by_majority():
+    # Two points x (non-population) and one population point z; three views.
+    target = np.array([[4.0, 1.0], [4.0, 1.0], [1.0, 1.0]])  # x beats z by 4x in two views, ties in one
+    mean_p = np.ones_like(target)
+    population = np.array([False, True])
+    assert rmia_scores(target, mean_p, population, gamma=2.0)[0] == 1.0  # 2 of 3 views say LR > γ
+    target[1, 0] = 1.0
+    assert rmia_scores(target, mean_p, population, gamma=2.0)[0] == 0.0  # 1 of 3: no
+
+
+def test_query_views_shift_signals_and_images_as_the_augmentation_does():
+    import torch
+
+    signal = torch.arange(1.0, 6.0).view(1, 5)
+    assert shift(signal, 1).tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0]]
+    assert shift(signal, -2).tolist() == [[3.0, 4.0, 5.0, 0.0, 0.0]]
+    views = query_views(signal, 5)
+    assert len(views) == 5 and torch.equal(views[0], signal)
+    image = torch.arange(9.0).view(1, 1, 3, 3)
+    assert len(query_views(image, 18)) == 1  # no flip, no crop in the recipe: the point only
+    flips = query_views(image, 2, flip=True)
+    assert torch.equal(flips[1], image.flip(-1))
+    assert len(query_views(image, 100, flip=True, crop_padding=1)) == 2 * 9
+
+
+def test_epsilon_known_answers():
+    # Perfectly separated losses: an attack with FPR = FNR = 0 exists, ε = ∞, the last bucket's points.
+    unlearned, retrained = np.zeros((8, 3)), np.ones((8, 3))
+    assert np.isinf(example_epsilons(unlearned, retrained)).all()
+    assert forgetting_quality(example_epsilons(unlearned, retrained)) == pytest.approx(2 / 2**13)
+    # One threshold: FPR 1/4, FNR 1/4 -> ε = ln(0.75 − δ) − ln(0.25) ≈ ln 3.
+    u = np.array([[0.0], [0.0], [0.0], [2.0]])
+    r = np.array([[1.0], [3.0], [3.0], [3.0]])
+    assert example_epsilons(u, r)[0] == pytest.approx(np.log(0.75 - 1e-5) - np.log(0.25), abs=1e-6)
+    assert forgetting_quality(np.array([0.1, 0.7, 1.2, 0.0])) == pytest.approx((1 + 0.5 + 0.25 + 1) / 4)
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 10_000))
+def test_epsilon_is_symmetric_and_non_negative(seed):
+    rng = np.random.default_rng(seed)
+    u, r = rng.normal(0, 1, (6, 5)), rng.normal(0.5, 1, (6, 5))
+    eps = example_epsilons(u, r)
+    assert (eps >= 0).all()
+    np.testing.assert_allclose(eps, example_epsilons(r, u))
 
 
 def test_loss_attack_separates_disjoint_losses_and_not_equal_ones():

@@ -69,7 +69,8 @@ def _line_of(text: str, needle: str) -> int:
     (lambda r: r["methods"]["ft"].update({"lrate": 0.1}), "methods.ft", "ft:"),
     (lambda r: r.update({"settings": ["with_retain", "sometimes"]}), "settings.1", "sometimes"),
     (lambda r: r["audit"].update({"attacks": ["acc", "telepathy"]}), "audit.attacks", "attacks"),
-    (lambda r: r["audit"].update({"n_reference": 3}), "audit.n_reference", "n_reference"),
+    (lambda r: r["audit"].update({"n_reference": 0}), "audit.n_reference", "n_reference"),
+    (lambda r: r["audit"].update({"rmia": {"signal": "loss"}}), "audit.rmia", "rmia:"),
     (lambda r: r["methods"].update({"retrain": {"recipe": "digits"}}), "methods.retrain", "retrain:"),
 ])
 def test_malformed_config_is_refused_naming_key_and_line(edit, key, needle):

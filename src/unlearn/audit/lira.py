@@ -7,9 +7,10 @@ log-likelihood ratio log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²). 
 the score is the one-sided test −log Pr[Z > φ], Z ~ N(μ_out, σ_out²).
 
 As the paper recommends with few reference models (< 64 here), one variance per side is pooled
-over all examples ("fixed variance"); with more models each example gets its own. We query the
-model once per example, without the paper's augmented queries (digits/CIFAR inputs are audited
-as they are).
+over all examples ("fixed variance"); with more models each example gets its own. With augmented
+queries (the data's own augmentation, see `queries`), each view gets its own Gaussians and the
+score is the mean of the views' scores (the paper's Sec. VI averages the views' likelihoods; with
+a diagonal covariance, as here, that is this mean of log-ratios).
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def lira_scores(target_phi: np.ndarray, reference_phi: np.ndarray, members: np.n
 
 
 def lira(target_logits: torch.Tensor, labels: torch.Tensor, references: References, is_forget: np.ndarray, *,
-         offline: bool = False, fixed_variance: bool | None = None) -> dict[str, float]:
-    """LiRA of D_F (points with `is_forget`) vs D_T, on the points of `references`."""
-    target_phi = logit_confidence(target_logits, labels).numpy()
-    reference_phi = torch.stack([logit_confidence(lg, labels) for lg in references.logits]).numpy()
-    scores = lira_scores(target_phi, reference_phi, references.members, offline, fixed_variance)
-    return roc_summary(scores[is_forget], scores[~is_forget])
+         offline: bool = False, fixed_variance: bool | None = None, queries: int = 1) -> dict:
+    """LiRA of D_F (points with `is_forget`) vs D_T, on the points of `references`.
+
+    `target_logits` is (Q, n, C) and `references.logits` (K, Q, n, C); the first `queries` views are used.
+    """
+    views = min(queries, target_logits.shape[0], references.logits.shape[1])
+    scores = np.mean([lira_scores(logit_confidence(target_logits[q], labels).numpy(),
+                                  np.stack([logit_confidence(lg[q], labels).numpy() for lg in references.logits]),
+                                  references.members, offline, fixed_variance) for q in range(views)], axis=0)
+    return {**roc_summary(scores[is_forget], scores[~is_forget]), "scores": scores}

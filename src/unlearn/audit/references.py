@@ -2,12 +2,19 @@
 
 The population pool is the dataset's train + test split, as a `Dataset` of its own whose
 fingerprint derives from the dataset's, so the bank keys reference models apart from models
-trained on the training split. Reference models come in pairs: a random half of the pool and its
-complement, so every pool point is IN for exactly half of the models (the online setting of
-Carlini et al. 2022 and Zarifzadeh et al. 2024); the offline attacks use, per point, only the
-models it is OUT of. Each model has the audited model's architecture, arguments and recipe and
-is trained once per (pool, seed, pair): a second audit with the same seed is served from the bank,
-and raising `n_reference` keeps the models already trained.
+trained on the training split. Every reference model trains on a random subset of the pool *of the
+audited model's own training-set size* n (the size of the training split), so that the target is
+exchangeable with its references: it could have been one of them (Zarifzadeh et al. 2024, Sec. 2;
+references on smaller sets are less confident everywhere and bias p̄(x) low).
+
+With a pool of N points, each point is IN a reference with probability n / N. So that every point
+is also OUT of some references (the offline attacks need them), models come in blocks of
+B = ⌈N / (N − n)⌉: a block splits a random permutation of the pool into B parts and model j of the
+block leaves part j out (dropping further random points if it still has more than n). From B
+models on, every pool point is OUT of at least one model. Each model has the audited model's
+architecture, arguments and recipe and is trained once per (pool, n, seed, index): a second audit
+with the same reference seed is served from the bank, models are shared by every method and seed
+of a protocol, and raising `n_reference` keeps the models already trained.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from unlearn.audit.queries import query_views
 from unlearn.data import ArrayDataset, Dataset
 from unlearn.errors import UnlearnInputError
 from unlearn.models import logits as model_logits
@@ -28,8 +36,8 @@ from unlearn.training import Recipe, default_recipe, get_recipe, progress_bar
 class References:
     """Reference models' logits on the audited points and which of them each model trained on."""
 
-    logits: torch.Tensor      # (K, n_points, C)
-    members: np.ndarray       # (K, n_points) bool: point in the model's training half
+    logits: torch.Tensor      # (K, Q, n_points, C): K models, Q augmented queries
+    members: np.ndarray       # (K, n_points) bool: point in the model's training set
     points: np.ndarray        # the audited points, as indices into the population pool
     trained: int              # models trained by this call (the rest came from the bank)
 
@@ -54,47 +62,63 @@ def training_setup(model, dataset: Dataset) -> tuple[str, dict, Recipe]:
     return spec["arch"], dict(spec.get("arch_args") or {}), get_recipe(recipe)
 
 
-def pair_halves(n_pool: int, pair: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `pair`-th random half of the pool and its complement (sorted index arrays)."""
-    order = np.random.default_rng([seed, pair]).permutation(n_pool)
-    return np.sort(order[: n_pool // 2]), np.sort(order[n_pool // 2:])
+def block_size(n_pool: int, n_train: int) -> int:
+    """B = ⌈N / (N − n)⌉: models per block, so that each leaves a disjoint part of the pool out."""
+    if not 0 < n_train < n_pool:
+        raise UnlearnInputError(f"reference models need a pool larger than the training set ({n_pool} vs {n_train})")
+    return -(-n_pool // (n_pool - n_train))
+
+
+def reference_training_set(n_pool: int, n_train: int, index: int, seed: int) -> np.ndarray:
+    """Training indices (sorted) of reference model `index`: n_train pool points, see the module docstring."""
+    size = block_size(n_pool, n_train)
+    block, part = divmod(index, size)
+    order = np.random.default_rng([seed, block]).permutation(n_pool)
+    left_out = np.array_split(order, size)[part]
+    kept = np.setdiff1d(np.arange(n_pool), left_out)
+    if len(kept) > n_train:
+        kept = np.random.default_rng([seed, block, part]).choice(kept, n_train, replace=False)
+    return np.sort(kept)
 
 
 def check_count(n_reference: int, minimum: int, attack: str) -> None:
-    if n_reference < minimum or n_reference % 2:
-        raise UnlearnInputError(
-            f"{attack} needs an even number of at least {minimum} reference models (pairs of complementary "
-            f"halves, every point IN for exactly half of them); got n_reference={n_reference}"
-        )
+    if n_reference < minimum:
+        raise UnlearnInputError(f"{attack} needs at least {minimum} reference models; got n_reference={n_reference}")
+
+
+def query_logits(model, points: ArrayDataset, recipe: Recipe, queries: int = 1) -> torch.Tensor:
+    """Logits (Q, n, C) of `model` on the `queries` augmented views of `points` (view 0: the points)."""
+    views = query_views(points.x, queries, flip=recipe.flip, crop_padding=recipe.crop_padding)
+    return torch.stack([model_logits(model, ArrayDataset(view, points.y)) for view in views])
 
 
 def reference_logits(model, dataset: Dataset, points: Sequence[int], *, bank=None, n_reference: int = 8,
-                     seed: int = 0, device: str | torch.device = "cpu", progress: bool | None = None) -> References:
-    """Logits of `n_reference` reference models on the pool points `points`, training missing models.
+                     seed: int = 0, queries: int = 1, device: str | torch.device = "cpu",
+                     progress: bool | None = None) -> References:
+    """Logits (K, Q, n, C) of `n_reference` reference models on the pool points `points`, training missing models.
 
-    Model 2k is trained on the k-th random half of the pool, model 2k+1 on its complement, with
-    training seed 2k (resp. 2k+1) offset by 10,000 × `seed`.
+    Model k trains on `reference_training_set(N, n_train, k, seed)` with training seed 10,000 × `seed` + k.
     """
     from unlearn.bank import ModelBank
 
-    check_count(n_reference, 2, "reference models")
+    check_count(n_reference, 1, "reference models")
     bank = bank if bank is not None else ModelBank()
     arch, arch_args, recipe = training_setup(model, dataset)
     pool = population(dataset)
+    n_pool, n_train = len(pool.train), len(dataset.train)
     points = np.asarray(points, dtype=np.int64)
     queried = pool.train.subset(points)
     all_logits, members = [], []
     trained_before = bank.trained
     with progress_bar(progress) as bar:
         task = bar.add_task(f"reference models ({arch} on {pool.name})", total=n_reference)
-        for pair in range(n_reference // 2):
-            for side, half in enumerate(pair_halves(len(pool.train), pair, seed)):
-                index = 2 * pair + side
-                ref = bank.get(pool, arch, half, recipe, seed=10_000 * seed + index, device=device,
-                               arch_args=arch_args, progress=False, name=f"reference model {index + 1}/{n_reference}")
-                all_logits.append(model_logits(ref, queried))
-                inside = np.zeros(len(pool.train), dtype=bool)
-                inside[half] = True
-                members.append(inside[points])
-                bar.advance(task)
+        for index in range(n_reference):
+            indices = reference_training_set(n_pool, n_train, index, seed)
+            ref = bank.get(pool, arch, indices, recipe, seed=10_000 * seed + index, device=device,
+                           arch_args=arch_args, progress=False, name=f"reference model {index + 1}/{n_reference}")
+            all_logits.append(query_logits(ref, queried, recipe, queries))
+            inside = np.zeros(n_pool, dtype=bool)
+            inside[indices] = True
+            members.append(inside[points])
+            bar.advance(task)
     return References(torch.stack(all_logits), np.stack(members), points, bank.trained - trained_before)

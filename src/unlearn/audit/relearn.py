@@ -4,7 +4,9 @@ Suppressed knowledge returns fast; removed knowledge does not (Hu et al. 2024, "
 Memory of Unlearned LLMs"; METHODS.md "Relearning attack"). We fine-tune a copy of the model for
 `steps` full-batch SGD steps on a small random part of D_F and measure forget accuracy on the
 rest of D_F after each step, for the audited model and for the retrained one under the same
-attack. The models given are never modified.
+attack. The models given are never modified. The number per method is "after": forget accuracy
+on the held-out part of D_F after the `steps` steps; "excess" is that minus the retrained model's
+"after" under the same attack (≈ 0: nothing suppressed comes back; > 0: knowledge returns).
 """
 
 from __future__ import annotations
@@ -52,11 +54,21 @@ def relearn_curve(model, relearn_set: ArrayDataset, held_out: ArrayDataset, step
 
 def relearn(model, forget: ArrayDataset, reference=None, *, steps: int = 10, lr: float = 0.01,
             fraction: float = 0.2, seed: int = 0, device="cpu") -> dict:
-    """{"steps": [0..steps], "model": FA curve, "reference": FA curve of the retrained model (if given)}."""
+    """{"steps": [0..steps], "model": FA curve, "after": its last value, and, with the retrained model,
+    "reference": its FA curve, "reference_after" and "excess" (after − reference_after)}."""
     relearn_idx, held_idx = relearn_split(len(forget), fraction, seed)
     relearn_set, held_out = forget.subset(relearn_idx), forget.subset(held_idx)
     out = {"steps": list(range(steps + 1)),
            "model": relearn_curve(model, relearn_set, held_out, steps, lr, seed, device)}
+    out["after"] = out["model"][-1]
     if reference is not None:
-        out["reference"] = relearn_curve(reference, relearn_set, held_out, steps, lr, seed, device)
+        with_reference(out, relearn_curve(reference, relearn_set, held_out, steps, lr, seed, device))
     return out
+
+
+def with_reference(result: dict, reference_curve: list[float]) -> dict:
+    """Add the retrained model's curve (same attack, same split) and the excess relearned accuracy."""
+    result["reference"] = list(reference_curve)
+    result["reference_after"] = result["reference"][-1]
+    result["excess"] = result["after"] - result["reference_after"]
+    return result

@@ -1,68 +1,199 @@
 """RMIA: the relative membership-inference attack (Zarifzadeh et al., ICML 2024, "Low-Cost
-High-Power Membership Inference Attacks"), as the AMUN paper uses it to audit unlearning.
+High-Power Membership Inference Attacks"), as its authors run it, to audit unlearning.
 
-For a point x the signal is p(x|θ), the probability the audited model gives the true label;
-p̄(x) is its mean over reference models (online: all of them, each point IN for exactly half;
-offline: OUT models only, corrected as p̄ = ((1 + a)·mean_OUT + (1 − a)) / 2, paper Sec. 3).
-The likelihood ratio against a population point z is LR(x, z) = (p(x|θ)/p̄(x)) / (p(z|θ)/p̄(z)),
-and score(x) = fraction of population points z with LR(x, z) > γ. The audit reports ROC AUC of
-D_F (positives) vs D_T and TPR at 1% and 0.1% FPR. For the retrained model D_F is as unseen as
-D_T, so its AUC is ≈ 50.
+For a point x the signal is p(x|θ), a probability the audited model gives the true label: the
+softmax at a temperature, or the authors' soft-margin Taylor-softmax (`scores`). p̄(x) is its mean
+over reference models, a trimmed mean as in the authors' code (a fraction `trim` of the models cut
+at each end, per point): online over all of them, offline over the models x is OUT of, corrected
+as p̄ = ((1 + a)·mean_OUT + (1 − a)) / 2 (paper Sec. 3). The likelihood ratio against a population
+point z is LR(x, z) = (p(x|θ)/p̄(x)) / (p(z|θ)/p̄(z)), and score(x) = fraction of population points
+z with LR(x, z) > γ. With augmented queries (`queries` views of every point, see `queries`), the
+test LR > γ is decided per view and the views vote (majority; a tie counts as "no"), as the authors
+do. The audit reports ROC AUC of D_F (positives) vs D_T and TPR at 1% and 0.1% FPR. For the
+retrained model D_F is as unseen as D_T, so its AUC is ≈ 50.
 
-The population Z is the test side D_T: points of the pool that the audited model never saw
-(the paper draws Z from population data that are non-members of the target). AMUN used 128
-reference models and γ = 2; the offline a = 0.3 is the default of the RMIA authors' code.
+The population Z is the test side D_T: points of the pool that the audited model never saw (the
+paper draws Z from population data that are non-members of the target).
+
+Offline `a`: ML Privacy Meter fits it by attacking one of its reference models with the others over
+a grid a ∈ {0, 0.1, …, 1} and keeping the a of the highest AUC; `offline_a="fit"` does the same with
+reference model 0 as the attacked model (its IN and OUT audited points as the two classes) and the
+other models as its references. A number fixes a instead (0.3 was the authors' earlier default).
+
+`RMIASettings.legacy()` is this project's earlier setting (softmax at temperature 1, plain mean,
+one query, a = 0.3); `RMIASettings()` the default chosen from `benchmarks/bench_audit.py strength`
+(see docs/audits.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 
 from unlearn.audit.references import References
-from unlearn.audit.scores import roc_summary, true_class_probability
+from unlearn.audit.scores import roc_summary, soft_margin_taylor_probability, true_class_probability
 from unlearn.errors import UnlearnInputError
+
+SIGNALS = ("softmax", "taylor-soft-margin")
+OFFLINE_A_GRID = np.round(np.arange(0, 1.01, 0.1), 2)
+
+
+@dataclass(frozen=True)
+class RMIASettings:
+    """Everything RMIA's result depends on besides the models; recorded with every result."""
+
+    signal: str = "taylor-soft-margin"  # or "softmax"
+    temperature: float = 2.0
+    margin: float = 0.6                  # soft margin subtracted from the true logit (taylor-soft-margin)
+    taylor_terms: int = 4                # terms of the truncated exponential (the authors' taylor_n)
+    trim: float = 0.2                    # fraction of reference models cut at each end of the mean
+    queries: int = 5                     # augmented views per point (1: the point only)
+    gamma: float = 2.0
+    offline_a: float | str = "fit"
+
+    def __post_init__(self):
+        problems = []
+        if self.signal not in SIGNALS:
+            problems.append(f"signal must be one of {', '.join(SIGNALS)}, got {self.signal!r}")
+        if not self.temperature > 0:
+            problems.append(f"temperature must be positive, got {self.temperature}")
+        if self.taylor_terms < 2:
+            problems.append(f"taylor_terms must be at least 2, got {self.taylor_terms}")
+        if not 0 <= self.trim < 0.5:
+            problems.append(f"trim must lie in [0, 0.5), got {self.trim}")
+        if self.queries < 1:
+            problems.append(f"queries must be at least 1, got {self.queries}")
+        if not self.gamma > 0:
+            problems.append(f"gamma must be positive, got {self.gamma}")
+        if self.offline_a != "fit" and not (isinstance(self.offline_a, int | float) and 0 <= self.offline_a <= 1):
+            problems.append(f"offline_a must be 'fit' or a number in [0, 1], got {self.offline_a!r}")
+        if problems:
+            raise UnlearnInputError("RMIA settings: " + "; ".join(problems))
+
+    @classmethod
+    def legacy(cls) -> RMIASettings:
+        """The setting this project used before issue 14: plain softmax, plain mean, one query."""
+        return cls(signal="softmax", temperature=1.0, margin=0.0, trim=0.0, queries=1, gamma=2.0, offline_a=0.3)
+
+    @classmethod
+    def of(cls, value: RMIASettings | dict | None) -> RMIASettings:
+        """Settings from themselves, a dict of some fields (the rest default) or None (the default)."""
+        if value is None or isinstance(value, RMIASettings):
+            return value or cls()
+        unknown = set(value) - {f.name for f in fields(cls)}
+        if unknown:
+            raise UnlearnInputError(f"RMIA settings: unknown key(s) {sorted(unknown)}; known: "
+                                    f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**value)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def signal_of(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """p(x|θ) per point from logits (n, C)."""
+        if self.signal == "softmax":
+            return true_class_probability(logits, labels, self.temperature)
+        return soft_margin_taylor_probability(logits, labels, self.temperature, self.margin, self.taylor_terms)
+
+
+def trimmed_mean(values: np.ndarray, mask: np.ndarray | None = None, trim: float = 0.0) -> np.ndarray:
+    """Mean over axis 0 of `values` (K, ...) where `mask` (K, ...) is True, after cutting ⌊trim·count⌋
+    values at each end (scipy's `trim_mean`, per entry and over the masked models only)."""
+    values = np.asarray(values, dtype=np.float64)
+    mask = np.ones(values.shape, bool) if mask is None else np.broadcast_to(mask, values.shape)
+    count = mask.sum(0)
+    if (count == 0).any():
+        raise UnlearnInputError("offline RMIA needs, for every point, at least one reference model it is OUT of")
+    ordered = np.sort(np.where(mask, values, np.inf), axis=0)  # masked-out entries sort last
+    cut = np.floor(trim * count).astype(int)
+    rank = np.arange(values.shape[0]).reshape((-1,) + (1,) * (values.ndim - 1))
+    keep = (rank >= cut) & (rank < count - cut)
+    return np.where(keep, ordered, 0.0).sum(0) / keep.sum(0)
 
 
 def mean_reference_probability(reference_p: np.ndarray, members: np.ndarray, offline: bool = False,
-                               offline_a: float = 0.3) -> np.ndarray:
-    """p̄(x) per point from reference probabilities (K, n) and memberships (K, n)."""
+                               offline_a: float = 0.3, trim: float = 0.0) -> np.ndarray:
+    """p̄(x) per point from reference probabilities (K, ..., n) and memberships (K, n)."""
+    members = np.asarray(members, bool).reshape(members.shape[:1] + (1,) * (reference_p.ndim - 2) + members.shape[1:])
     if not offline:
-        return reference_p.mean(0)
-    out = ~members
-    if not out.any(0).all():
-        raise UnlearnInputError("offline RMIA needs, for every point, at least one reference model it is OUT of")
-    mean_out = (reference_p * out).sum(0) / out.sum(0)
+        return trimmed_mean(reference_p, None, trim)
+    mean_out = trimmed_mean(reference_p, ~members, trim)
     return ((1 + offline_a) * mean_out + (1 - offline_a)) / 2
 
 
 def rmia_scores(target_p: np.ndarray, mean_p: np.ndarray, population: np.ndarray, gamma: float = 2.0) -> np.ndarray:
     """score(x) = fraction of population points z with LR(x, z) > γ, for every point x.
 
-    `target_p` and `mean_p` are p(x|θ) and p̄(x) per point; `population` selects the points z
-    (a boolean mask or an index array). LR(x, z) > γ ⟺ ratio(z) < ratio(x) / γ, so one sort of
-    the population ratios answers all points at once (O(n log n), no n × |Z| matrix).
+    `target_p` and `mean_p` are p(x|θ) and p̄(x) per point, shaped (n,) for one query or (Q, n) for Q
+    augmented views; `population` selects the points z (a boolean mask or an index array). With one
+    query, LR(x, z) > γ ⟺ ratio(z) < ratio(x) / γ, so one sort of the population ratios answers all
+    points at once (O(n log n)); with Q views every (x, z) pair is a majority vote of the views' tests,
+    done in blocks of points (O(Q·n·|Z|) time, bounded memory).
     """
     if gamma <= 0:
         raise UnlearnInputError(f"RMIA's gamma must be positive, got {gamma}")
     ratio = np.asarray(target_p, dtype=np.float64) / np.maximum(np.asarray(mean_p, dtype=np.float64),
                                                                  np.finfo(np.float64).tiny)
-    z_ratio = np.sort(ratio[population])
-    if z_ratio.size == 0:
+    if ratio.ndim == 1 or ratio.shape[0] == 1:
+        ratio = ratio.reshape(-1)
+        z_ratio = np.sort(ratio[population])
+        if z_ratio.size == 0:
+            raise UnlearnInputError("RMIA needs at least one population point")
+        return np.searchsorted(z_ratio, ratio / gamma, side="left") / z_ratio.size
+    z_ratio = ratio[:, population]
+    if z_ratio.shape[1] == 0:
         raise UnlearnInputError("RMIA needs at least one population point")
-    return np.searchsorted(z_ratio, ratio / gamma, side="left") / z_ratio.size
+    views = ratio.shape[0]
+    scores = np.empty(ratio.shape[1])
+    block = max(1, 4_000_000 // (views * z_ratio.shape[1]))
+    for start in range(0, ratio.shape[1], block):
+        x = ratio[:, start:start + block, None]
+        votes = (x > gamma * z_ratio[:, None, :]).sum(0)  # views whose test says LR(x, z) > γ
+        scores[start:start + block] = (2 * votes > views).mean(1)
+    return scores
+
+
+def fit_offline_a(reference_p: np.ndarray, members: np.ndarray, settings: RMIASettings) -> float:
+    """The a of `OFFLINE_A_GRID` with the highest AUC when reference 0 is attacked offline by the others."""
+    if reference_p.shape[0] < 2:
+        raise UnlearnInputError("fitting RMIA's offline a needs at least 2 reference models")
+    target, others, other_members = reference_p[0], reference_p[1:], members[1:]
+    usable = (~other_members).any(0)  # points OUT of at least one of the other models
+    is_member = members[0][usable]
+    if is_member.all() or not is_member.any():
+        return 0.3  # reference 0 saw all or none of the usable points: nothing to fit on
+    best, best_auc = 0.3, -1.0
+    for a in OFFLINE_A_GRID:
+        mean_p = mean_reference_probability(others[..., usable], other_members[:, usable], True, a, settings.trim)
+        scores = rmia_scores(target[..., usable], mean_p, ~is_member, settings.gamma)
+        auc = roc_summary(scores[is_member], scores[~is_member])["auc"]
+        if auc > best_auc:
+            best, best_auc = float(a), auc
+    return best
 
 
 def rmia(target_logits: torch.Tensor, labels: torch.Tensor, references: References, is_forget: np.ndarray, *,
-         gamma: float = 2.0, offline: bool = False, offline_a: float = 0.3, temperature: float = 1.0,
-         taylor_order: int | None = None) -> dict[str, float]:
+         settings: RMIASettings | dict | None = None, offline: bool = False) -> dict:
     """RMIA of D_F (points with `is_forget`) vs D_T (the others, also the population Z).
 
-    `target_logits` (n, C) are the audited model's logits on `references.points`, in the same order.
+    `target_logits` (Q, n, C) are the audited model's logits on the Q augmented views of
+    `references.points`, in the same order; `references.logits` is (K, Q, n, C).
     """
-    target_p = true_class_probability(target_logits, labels, temperature, taylor_order).numpy()
-    reference_p = torch.stack([true_class_probability(lg, labels, temperature, taylor_order)
-                               for lg in references.logits]).numpy()
-    mean_p = mean_reference_probability(reference_p, references.members, offline, offline_a)
-    scores = rmia_scores(target_p, mean_p, ~is_forget, gamma)
-    return roc_summary(scores[is_forget], scores[~is_forget])
+    settings = RMIASettings.of(settings)
+    views = min(settings.queries, target_logits.shape[0], references.logits.shape[1])
+    target_p = np.stack([settings.signal_of(target_logits[q], labels).numpy() for q in range(views)])
+    reference_p = np.stack([[settings.signal_of(lg[q], labels).numpy() for q in range(views)]
+                            for lg in references.logits])
+    result: dict = {}
+    offline_a = 0.3
+    if offline:
+        offline_a = (fit_offline_a(reference_p, references.members, settings)
+                     if settings.offline_a == "fit" else float(settings.offline_a))
+        result["offline_a"] = offline_a
+    mean_p = mean_reference_probability(reference_p, references.members, offline, offline_a, settings.trim)
+    scores = rmia_scores(target_p, mean_p, ~is_forget, settings.gamma)
+    result.update(roc_summary(scores[is_forget], scores[~is_forget]))
+    result["scores"] = scores
+    return result

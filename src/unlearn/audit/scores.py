@@ -1,7 +1,7 @@
 """Signals and score summaries shared by every membership-inference audit.
 
 Signals are computed from logits in one batched pass: the true-class probability (RMIA's p(x|θ)),
-its Taylor-softmax variant (AMUN's RMIA setting), and LiRA's logit-scaled confidence
+the RMIA authors' soft-margin Taylor-softmax, and LiRA's logit-scaled confidence
 φ = log(p_y / (1 − p_y)). Summaries (ROC AUC, TPR at a fixed FPR) come from scikit-learn, so every
 attack reports the same, standard numbers; members (D_F) are the positive class.
 """
@@ -17,26 +17,39 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from unlearn.errors import UnlearnInputError
 
 
-def true_class_probability(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0,
-                           taylor_order: int | None = None) -> torch.Tensor:
-    """p(y | x, θ): softmax of `logits / temperature` at the true label.
+def true_class_probability(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """p(y | x, θ): softmax of `logits / temperature` at the true label."""
+    if temperature <= 0:
+        raise UnlearnInputError(f"signal temperature must be positive, got {temperature}")
+    return (logits.double() / temperature).softmax(1).gather(1, labels.view(-1, 1)).squeeze(1)
 
-    With `taylor_order` (an even n), exp is replaced by its n-th order Taylor polynomial
-    Σ_{k≤n} z^k / k! before normalising: the "Taylor-softmax" that AMUN's RMIA audit uses with
-    temperature 2 (Zarifzadeh et al., ICML 2024, App. on signals). An even order keeps every term
-    positive; the order is our choice, the papers do not state it.
+
+def taylor_exp(z: torch.Tensor, terms: int) -> torch.Tensor:
+    """Σ_{k<terms} z^k / k!: the truncated exponential of the Taylor-softmax."""
+    return torch.stack([z**k / math.factorial(k) for k in range(terms)]).sum(0)
+
+
+def soft_margin_taylor_probability(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0,
+                                   margin: float = 0.6, terms: int = 4) -> torch.Tensor:
+    """The RMIA authors' "taylor-soft-margin" signal (Zarifzadeh et al., ICML 2024, App. B.2; their code's
+    `sm_taylor_softmax`): with z = logits / temperature and t(u) = Σ_{k<terms} u^k / k!,
+
+        p = t(z_y − margin) / (t(z_y − margin) + Σ_{j≠y} t(z_j)).
+
+    Their CIFAR-10 setting is temperature 2, margin 0.6 and 4 terms (a cubic). A cubic is negative
+    below u ≈ −1.6, so for very confident models the denominator can shrink and p leave [0, 1]: we keep
+    the authors' polynomial as it is (the attack only compares ratios of this signal) and clip p at a
+    tiny positive value so that ratios stay defined.
     """
     if temperature <= 0:
         raise UnlearnInputError(f"signal temperature must be positive, got {temperature}")
+    if terms < 2:
+        raise UnlearnInputError(f"the Taylor-softmax needs at least 2 terms, got {terms}")
     z = logits.double() / temperature
-    if taylor_order is None:
-        probs = z.softmax(1)
-    else:
-        if taylor_order < 2 or taylor_order % 2:
-            raise UnlearnInputError(f"Taylor-softmax order must be an even number >= 2, got {taylor_order}")
-        terms = torch.stack([z**k / math.factorial(k) for k in range(taylor_order + 1)]).sum(0)
-        probs = terms / terms.sum(1, keepdim=True)
-    return probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    true = z.gather(1, labels.view(-1, 1))
+    others = taylor_exp(z, terms).scatter(1, labels.view(-1, 1), 0.0).sum(1)
+    numerator = taylor_exp(true - margin, terms).squeeze(1)
+    return (numerator / (numerator + others)).clamp_min(1e-30)
 
 
 def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -67,3 +80,13 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """The highest TPR among ROC points whose FPR does not exceed `target` (LiRA's low-FPR metric)."""
     ok = fpr <= target
     return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+ROC_GRID = np.logspace(-3, 0, 61)  # FPRs at which stored ROC curves are sampled, so runs can be averaged
+
+
+def roc_on_grid(member_scores, nonmember_scores, grid: np.ndarray = ROC_GRID) -> dict[str, list]:
+    """The ROC curve (D_F positive) sampled at the FPRs of `grid`, as JSON-able lists."""
+    truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    fpr, tpr, _ = roc_curve(truth, np.r_[member_scores, nonmember_scores])
+    return {"fpr": grid.tolist(), "tpr": np.interp(grid, fpr, tpr).tolist()}

@@ -1,10 +1,16 @@
 """`unlearn audit`: every audit figure of one model on one forget set, as a table or as JSON.
 
 Reference models for RMIA/LiRA are trained into the bank on first use (with a progress bar) and
-served from it afterwards; `--n-reference` sets how many, and the output says how many were trained
-now. D_T is the evaluation half of the test split, as in `unlearn bench`, so the same model gets the
-same figures from both (`--whole-test` audits on the whole test split instead). With `--reference` (the retrained model)
-the gap to retrain is added. `--json` prints one JSON document with every figure, nested by attack.
+served from it afterwards; `--n-reference` sets how many, `--seed` which ones, and the output says
+how many were trained now. RMIA's settings (`--signal`, `--temperature`, `--margin`,
+`--taylor-terms`, `--trim`, `--queries`, `--gamma`, `--offline-a`) default to the protocol defaults
+of docs/audits.md and are recorded in the result. `ulira` and `epsilon` judge a method (`--method
+NAME --set key=value`): U-LiRA with `--n-shadow` shadow models, the ε score from `--n-models`
+unlearned and retrained models. D_T is the evaluation half of the test split, as in `unlearn
+bench`, so the same model gets the same figures from both (`--whole-test` audits on the whole test
+split instead); for a forget set that is whole classes, the MIAs use the test samples of those
+classes. With `--reference` (the retrained model) the gap to retrain is added. `--json` prints one
+JSON document with every figure, nested by attack.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from unlearn.cli.common import (
     check_device,
     console,
     load_dataset,
+    parse_sets,
     table,
 )
 
@@ -35,12 +42,21 @@ def audit(
     reference: Path = typer.Option(None, "--reference", "-r", help="the retrained model file: adds the gap to retrain"),
     attacks: str = typer.Option("acc,mis,loss,rmia", "--attacks",
                                 help="comma list of acc, mis, loss, rmia, rmia-offline, lira, lira-offline, "
-                                     "confidence, relearn"),
-    n_reference: int = typer.Option(8, "--n-reference", help="reference models for RMIA/LiRA (even; trained once)"),
-    gamma: float = typer.Option(2.0, "--gamma", help="RMIA's likelihood-ratio threshold γ"),
-    temperature: float = typer.Option(1.0, "--temperature", help="RMIA signal: softmax temperature"),
-    taylor_order: int = typer.Option(None, "--taylor-order",
-                                     help="RMIA signal: Taylor-softmax of this even order (AMUN: --temperature 2)"),
+                                     "confidence, relearn, ulira, epsilon"),
+    n_reference: int = typer.Option(8, "--n-reference", help="reference models for RMIA/LiRA (trained once)"),
+    signal: str = typer.Option(None, "--signal", help="RMIA signal: taylor-soft-margin (default) or softmax"),
+    temperature: float = typer.Option(None, "--temperature", help="RMIA signal temperature"),
+    margin: float = typer.Option(None, "--margin", help="RMIA soft margin on the true logit"),
+    taylor_terms: int = typer.Option(None, "--taylor-terms", help="RMIA Taylor-softmax terms"),
+    trim: float = typer.Option(None, "--trim", help="RMIA: fraction of reference models trimmed at each end"),
+    queries: int = typer.Option(None, "--queries", help="RMIA/LiRA: augmented views per point (1: none)"),
+    gamma: float = typer.Option(None, "--gamma", help="RMIA's likelihood-ratio threshold γ"),
+    offline_a: str = typer.Option(None, "--offline-a", help="offline RMIA's a: 'fit' or a number in [0, 1]"),
+    method: str = typer.Option(None, "--method", help="ulira/epsilon: the unlearning method to judge"),
+    sets: list[str] = typer.Option(None, "--set", help="ulira/epsilon: method hyperparameter key=value, repeatable"),
+    no_retain: bool = typer.Option(False, "--no-retain", help="ulira/epsilon: the method gets no D_R"),
+    n_models: int = typer.Option(8, "--n-models", help="epsilon: unlearned and retrained models of each kind"),
+    n_shadow: int = typer.Option(16, "--n-shadow", help="ulira: shadow models (even)"),
     whole_test: bool = typer.Option(False, "--whole-test",
                                     help="use the whole test split as D_T (default: its evaluation half, "
                                          "the half no method ever sees, as `unlearn bench` does)"),
@@ -54,7 +70,7 @@ def audit(
 ):
     """Audit --model on the --forget set: accuracies, MIAs, and the gap to --reference."""
     from unlearn import audit as audit_layer
-    from unlearn import data, models
+    from unlearn import data, methods, models
     from unlearn.bank import ModelBank
     from unlearn.errors import UnlearnInputError
 
@@ -63,6 +79,19 @@ def audit(
     unknown = [a for a in chosen if a not in audit_layer.ATTACKS]
     if unknown:
         raise UnlearnInputError(f"--attacks: unknown attack(s) {unknown}; known: {', '.join(audit_layer.ATTACKS)}")
+    if offline_a is not None and offline_a != "fit":
+        try:
+            offline_a = float(offline_a)
+        except ValueError:
+            raise UnlearnInputError(f"--offline-a must be 'fit' or a number in [0, 1], got {offline_a!r}") from None
+    given = {"signal": signal, "temperature": temperature, "margin": margin, "taylor_terms": taylor_terms,
+             "trim": trim, "queries": queries, "gamma": gamma, "offline_a": offline_a}
+    settings = audit_layer.RMIASettings.of({k: v for k, v in given.items() if v is not None})
+    judged = None
+    if method is not None:
+        judged = methods.get(method, **parse_sets(sets))
+    elif sets:
+        raise UnlearnInputError("--set needs --method")
     ds = load_dataset(dataset, data_root, model)
     audited = models.load_model(model, ds, device)
     audit_layer.check_model(audited, ds, f"--model {model}")
@@ -80,8 +109,8 @@ def audit(
     trained_before = store.trained
     result = audit_layer.evaluate(audited, ds, split, attacks=chosen, reference=retrained, bank=store,
                                   n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
-                                  gamma=gamma, temperature=temperature, taylor_order=taylor_order,
-                                  progress=None if not as_json else False)
+                                  rmia_settings=settings, method=judged, with_retain=not no_retain,
+                                  n_models=n_models, n_shadow=n_shadow, progress=None if not as_json else False)
     n_test = len(ds.test) if evaluation is None else len(evaluation)
     typer.echo(f"D_T: {'the whole test split' if evaluation is None else 'the evaluation half of the test split'} "
                f"({n_test} of {len(ds.test)} samples)", err=True)

@@ -33,10 +33,6 @@ from unlearn.models import per_sample_loss as losses_of
 
 # Figures of the audit's "gap" entry and the histograms/ROC stored with every record.
 HIST_BINS = 20
-ROC_FPR = np.logspace(-3, 0, 61)
-# Reference models for RMIA/LiRA are drawn with one seed for the whole bench, so every job shares
-# one reference bank (trained once) instead of training its own.
-REFERENCE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -193,39 +189,9 @@ def train_job(dataset_spec: tuple, arch: str, arch_args: dict, indices: np.ndarr
     return {"model": model_payload(model), "seconds": time.perf_counter() - start}
 
 
-def _roc(member_scores, nonmember_scores) -> dict[str, list]:
-    """ROC of D_F (positives) vs D_T on a fixed log-spaced FPR grid, so runs can be averaged."""
-    from sklearn.metrics import roc_curve
-
-    truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
-    fpr, tpr, _ = roc_curve(truth, np.r_[member_scores, nonmember_scores])
-    return {"fpr": ROC_FPR.tolist(), "tpr": np.interp(ROC_FPR, fpr, tpr).tolist()}
-
-
-def _rmia_roc(model, dataset: Dataset, split: ForgetSplit, evaluation, audit_spec: dict, bank_root: str,
-              device) -> dict[str, list]:
-    """RMIA's ROC for the report. `audit.evaluate` returns RMIA's AUC and TPRs but not its scores, so
-    the scores are recomputed here from the audit's own pieces, on the same points, reference
-    models (from the bank, not retrained) and γ = 2 as `evaluate` uses."""
-    from unlearn.audit import population, reference_logits
-    from unlearn.audit.rmia import mean_reference_probability, rmia_scores
-    from unlearn.audit.scores import true_class_probability
-    from unlearn.bank import ModelBank
-    from unlearn.models import logits as model_logits
-
-    points = np.r_[np.asarray(split.forget, dtype=np.int64), len(dataset.train) + np.asarray(evaluation)]
-    is_forget = np.r_[np.ones(len(split.forget), bool), np.zeros(len(evaluation), bool)]
-    refs = reference_logits(model, dataset, points, bank=ModelBank(bank_root), n_reference=audit_spec["n_reference"],
-                            seed=REFERENCE_SEED, device=device, progress=False)
-    labels = population(dataset).train.subset(points).y
-    target_p = true_class_probability(model_logits(model, population(dataset).train.subset(points)), labels).numpy()
-    reference_p = np.stack([true_class_probability(lg, labels).numpy() for lg in refs.logits])
-    scores = rmia_scores(target_p, mean_reference_probability(reference_p, refs.members), ~is_forget, gamma=2.0)
-    return _roc(scores[is_forget], scores[~is_forget])
-
-
 def _curves(model, dataset: Dataset, split: ForgetSplit, evaluation: np.ndarray) -> dict[str, Any]:
     """Confidence histograms (D_R, D_F, D_T) and the loss-threshold attack's ROC (D_F vs D_T)."""
+    from unlearn.audit.scores import roc_on_grid
 
     parts = {"retain": dataset.train.subset(split.retain), "forget": dataset.train.subset(split.forget),
              "test": dataset.test.subset(evaluation)}
@@ -233,18 +199,21 @@ def _curves(model, dataset: Dataset, split: ForgetSplit, evaluation: np.ndarray)
     hist = {k: np.histogram(true_class_confidence(model, d).numpy(), bins=edges)[0].tolist()
             for k, d in parts.items()}
     # Members have low loss: score = -loss, forget samples are the positives.
-    loss_roc = _roc(-losses_of(model, parts["forget"]).numpy(), -losses_of(model, parts["test"]).numpy())
+    loss_roc = roc_on_grid(-losses_of(model, parts["forget"]).numpy(), -losses_of(model, parts["test"]).numpy())
     return {"hist": hist, "hist_edges": edges.tolist(), "roc": {"loss": loss_roc}}
 
 
 def _audit(model, dataset: Dataset, split: ForgetSplit, config_audit: dict, evaluation, reference, bank_root,
-           device) -> dict[str, Any]:
+           device, method=None, with_retain: bool = True, **method_context) -> dict[str, Any]:
     from unlearn import audit
     from unlearn.bank import ModelBank
 
     return audit.evaluate(model, dataset, split, attacks=tuple(config_audit["attacks"]), reference=reference,
-                          bank=ModelBank(bank_root), n_reference=config_audit["n_reference"], seed=REFERENCE_SEED,
-                          device=device, evaluation=evaluation)
+                          bank=ModelBank(bank_root), n_reference=config_audit["n_reference"],
+                          seed=config_audit.get("reference_seed", 0), rmia_settings=config_audit.get("rmia"),
+                          n_models=config_audit.get("n_models", 8), n_shadow=config_audit.get("n_shadow", 16),
+                          method=method, with_retain=with_retain, device=device, evaluation=evaluation, roc=True,
+                          **method_context)
 
 
 def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np.ndarray | None,
@@ -265,16 +234,15 @@ def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np
     evaluation = np.array(evaluation)
     record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds}
     net = model_from_payload(model, device)
+    method = methods.get(job.method, **job.hparams)
+    context = {} if validation is None else {"holdout": dataset.test.subset(validation)}
     if job.method == "retrain":
         record.update(status="ok", seconds=retrain_seconds, stats=None)
         unlearned = net
     else:
-        method = methods.get(job.method, **job.hparams)
         forget = dataset.train.subset(split.forget)
         retain = dataset.train.subset(split.retain) if job.setting == "with_retain" else None
-        context = {"bank": ModelBank(bank_root)}
-        if validation is not None:
-            context["holdout"] = dataset.test.subset(validation)
+        context["bank"] = ModelBank(bank_root)
         torch.manual_seed(job.run_seed)
         start = time.perf_counter()
         try:
@@ -286,11 +254,11 @@ def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np
             return record
         record.update(status="ok", seconds=time.perf_counter() - start, stats=getattr(method, "stats_", None))
     start = time.perf_counter()
-    metrics = _audit(unlearned, dataset, split, audit_spec, evaluation, reference, bank_root, device)
+    context.pop("bank", None)  # the audit passes its own bank to the method's shadow runs
+    metrics = _audit(unlearned, dataset, split, audit_spec, evaluation, reference, bank_root, device, method=method,
+                     with_retain=job.setting == "with_retain", **context)
     record["audit_seconds"] = time.perf_counter() - start
     curves = _curves(unlearned, dataset, split, evaluation)
-    if "rmia" in audit_spec["attacks"]:
-        curves["roc"]["rmia"] = _rmia_roc(unlearned, dataset, split, evaluation, audit_spec, bank_root, device)
     # Curves the audit returns (if any) go with the plots, not into the table.
     for attack, values in list(metrics.items()):
         if isinstance(values, dict) and "fpr" in values and "tpr" in values:
