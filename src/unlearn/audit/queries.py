@@ -8,8 +8,9 @@ CIFAR-10 image). The views follow the data's own augmentation:
 - images (N, C, H, W): horizontal flips if the training recipe flips, and shifts by whole pixels (zero
   padding, as the recipe's random crop) if it crops: views (flip, dx, dy) for dx, dy in {0, ±1, ±2, ...}
   up to the crop padding, nearest shifts first;
-- 1-D signals (N, L) or (N, 1, L) (mnist1d): shifts by ±1, ±2, ... positions along the signal
-  (zero padding), which mnist1d's own generator applies to its templates;
+- 1-D signals (N, L) or (N, 1, L) (mnist1d): shifts by ±1, ±2 positions along the signal, the
+  end values repeated (mnist1d's own generator translates its templates; its background is not 0
+  on our [0, 1] scale, so zero padding would invent a spike);
 - anything else (tabular data, or a recipe without augmentation): the point itself only.
 
 View 0 is always the unchanged input, so `count = 1` is the plain single query.
@@ -27,11 +28,17 @@ from unlearn.errors import UnlearnInputError
 MAX_SIGNAL_SHIFT = 2  # positions; mnist1d signals are 40 long
 
 
-def shift(x: torch.Tensor, dx: int, dy: int = 0) -> torch.Tensor:
-    """Translate the last axis by `dx` (and the one before it by `dy`, for images), filling with zeros."""
+def shift(x: torch.Tensor, dx: int, dy: int = 0, mode: str = "constant") -> torch.Tensor:
+    """Translate the last axis by `dx` (and the one before it by `dy`, for images); the space left
+    is filled with zeros (`mode="constant"`) or with the edge values (`mode="replicate"`)."""
     if dx == 0 and dy == 0:
         return x
-    padded = F.pad(x, [max(dx, 0), max(-dx, 0)] + ([max(dy, 0), max(-dy, 0)] if dy else []))
+    pad = [max(dx, 0), max(-dx, 0)] + ([max(dy, 0), max(-dy, 0)] if dy else [])
+    if mode == "replicate":  # torch pads the last axis of a (N, C, L) batch
+        padded = F.pad(x.float().reshape(x.shape[0], -1, x.shape[-1]), pad, mode="replicate").reshape(
+            *x.shape[:-1], -1).to(x.dtype)
+    else:
+        padded = F.pad(x, pad)
     out = padded[..., max(-dx, 0): max(-dx, 0) + x.shape[-1]]
     if dy:
         out = out[..., max(-dy, 0): max(-dy, 0) + x.shape[-2], :]
@@ -55,9 +62,9 @@ def query_views(x: torch.Tensor, count: int, flip: bool = False, crop_padding: i
     """The first `count` views of the batch `x` (capped at the views the data allows)."""
     if count < 1:
         raise UnlearnInputError(f"augmented queries: need at least 1 view, got {count}")
-    plan = view_plan(tuple(x.shape[1:]), flip, crop_padding)[:count]
+    shape = tuple(x.shape[1:])
+    mode = "replicate" if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1) else "constant"
     views = []
-    for mirrored, dx, dy in plan:
-        view = x.flip(-1) if mirrored else x
-        views.append(shift(view, dx, dy))
+    for mirrored, dx, dy in view_plan(shape, flip, crop_padding)[:count]:
+        views.append(shift(x.flip(-1) if mirrored else x, dx, dy, mode))
     return views

@@ -1,0 +1,61 @@
+"""Audits that judge a method from many models: U-LiRA and the NeurIPS 2023 ε score, on mnist1d.
+
+mnist1d is the data set on which membership leaks, so an unlearner that does nothing must be told
+apart from Retrain. To keep the cost of many models low, the training split is a stratified
+1,000-sample subset (MLP, the mnist1d recipe: about 1.5 s per model on one idle core).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from unlearn import audit, data, methods
+from unlearn.experiments.jobs import dataset_of
+
+
+class DoNothing:
+    """An unlearner that returns the model unchanged: the worst case every audit must flag."""
+
+    def unlearn(self, model, forget, retain=None, **_context):
+        return copy.deepcopy(model)
+
+
+@pytest.fixture(scope="module")
+def mnist1d_small():
+    return dataset_of("mnist1d", None, 1000, 0)
+
+
+@pytest.fixture(scope="module")
+def small_split(mnist1d_small):
+    return data.random_forget(len(mnist1d_small.train), fraction=0.1, seed=0)
+
+
+def test_epsilon_score_tells_a_do_nothing_unlearner_from_retrain(mnist1d_small, small_split, bank):
+    kw = {"n_models": 4, "bank": bank, "progress": False}
+    retrain = audit.epsilon_score(methods.get("retrain"), mnist1d_small, small_split, "mlp", "mnist1d", **kw)
+    nothing = audit.epsilon_score(DoNothing(), mnist1d_small, small_split, "mlp", "mnist1d", **kw)
+    # The do-nothing models fit D_F, the retrained ones do not: most forget examples are perfectly
+    # separated (ε = ∞). Retrain against retrained models separates few by chance with 4 models.
+    assert nothing["separated"] > 50 > retrain["separated"]
+    assert retrain["score"] > 2 * nothing["score"]
+    assert retrain["ra_ratio"] == pytest.approx(1.0, abs=0.02)
+    assert 0 <= nothing["score"] <= 100 and retrain["n_models"] == 4
+
+
+def test_ulira_tells_a_do_nothing_unlearner_from_retrain(mnist1d_small, bank):
+    kw = {"arch_args": None, "recipe": "mnist1d", "bank": bank, "n_shadow": 4, "n_targets": 64, "progress": False}
+    retrain = audit.ulira(methods.get("retrain"), mnist1d_small, "mlp", **kw)
+    nothing = audit.ulira(DoNothing(), mnist1d_small, "mlp", **kw)
+    assert nothing["accuracy"] > 70  # the per-target test sees the trained-in targets
+    assert abs(retrain["accuracy"] - 50) < 12  # 128 decisions per side with 4 shadows
+    assert nothing["accuracy"] > retrain["accuracy"] + 15
+
+
+def test_evaluate_runs_ulira_and_epsilon_for_a_method(mnist1d_small, small_split, bank):
+    original = bank.get(mnist1d_small, "mlp", None, "mnist1d", seed=0, progress=False)
+    result = audit.evaluate(original, mnist1d_small, small_split, attacks=("acc", "ulira", "epsilon"), bank=bank,
+                            method=DoNothing(), n_models=4, n_shadow=4)
+    assert {"accuracy", "n_shadow", "n_targets"} <= set(result["ulira"])
+    assert {"score", "forgetting_quality", "separated", "median_epsilon"} <= set(result["epsilon"])
+    assert np.isfinite(result["epsilon"]["score"])
