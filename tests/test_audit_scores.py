@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from unlearn.audit.epsilon import example_epsilons, forgetting_quality
 from unlearn.audit.gap import avg_gap, flatten, gap_over_seeds, summarize, summarize_runs
 from unlearn.audit.lira import lira_scores
 from unlearn.audit.loss_mia import loss_attack
-from unlearn.audit.epsilon import example_epsilons, forgetting_quality
 from unlearn.audit.queries import query_views, shift
 from unlearn.audit.rmia import RMIASettings, mean_reference_probability, rmia_scores, trimmed_mean
 from unlearn.audit.scores import (
