@@ -174,26 +174,31 @@ def fit_offline_a(reference_p: np.ndarray, members: np.ndarray, settings: RMIASe
     return best
 
 
-def rmia(target_logits: torch.Tensor, labels: torch.Tensor, references: References, is_forget: np.ndarray, *,
-         settings: RMIASettings | dict | None = None, offline: bool = False) -> dict:
-    """RMIA of D_F (points with `is_forget`) vs D_T (the others, also the population Z).
+def rmia_point_scores(target_logits: torch.Tensor, labels: torch.Tensor, references: References,
+                      population: np.ndarray, settings: RMIASettings | dict | None = None,
+                      offline: bool = False) -> tuple[np.ndarray, float | None]:
+    """RMIA score of every point of `references.points`, and the offline a used (None online).
 
-    `target_logits` (Q, n, C) are the audited model's logits on the Q augmented views of
-    `references.points`, in the same order; `references.logits` is (K, Q, n, C).
+    `target_logits` (Q, n, C) are the audited model's logits on the Q augmented views of the points,
+    in the same order; `references.logits` is (K, Q, n, C); `population` marks the points z.
     """
     settings = RMIASettings.of(settings)
     views = min(settings.queries, target_logits.shape[0], references.logits.shape[1])
     target_p = np.stack([settings.signal_of(target_logits[q], labels).numpy() for q in range(views)])
     reference_p = np.stack([[settings.signal_of(lg[q], labels).numpy() for q in range(views)]
                             for lg in references.logits])
-    result: dict = {}
-    offline_a = 0.3
+    offline_a = None
     if offline:
         offline_a = (fit_offline_a(reference_p, references.members, settings)
                      if settings.offline_a == "fit" else float(settings.offline_a))
-        result["offline_a"] = offline_a
-    mean_p = mean_reference_probability(reference_p, references.members, offline, offline_a, settings.trim)
-    scores = rmia_scores(target_p, mean_p, ~is_forget, settings.gamma)
-    result.update(roc_summary(scores[is_forget], scores[~is_forget]))
-    result["scores"] = scores
-    return result
+    mean_p = mean_reference_probability(reference_p, references.members, offline,
+                                        offline_a if offline_a is not None else 0.0, settings.trim)
+    return rmia_scores(target_p, mean_p, population, settings.gamma), offline_a
+
+
+def rmia(target_logits: torch.Tensor, labels: torch.Tensor, references: References, is_forget: np.ndarray, *,
+         settings: RMIASettings | dict | None = None, offline: bool = False) -> dict:
+    """RMIA of D_F (points with `is_forget`) vs D_T (the others, also the population Z); "scores" per point."""
+    scores, offline_a = rmia_point_scores(target_logits, labels, references, ~is_forget, settings, offline)
+    result = {} if offline_a is None else {"offline_a": offline_a}
+    return {**result, **roc_summary(scores[is_forget], scores[~is_forget]), "scores": scores}

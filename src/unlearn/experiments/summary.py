@@ -22,7 +22,9 @@ from unlearn.files import atomic_path, write_text
 COLUMNS = [
     ("acc.forget", "forget acc"), ("acc.retain", "retain acc"), ("acc.test", "test acc"), ("mis.mis", "MIS"),
     ("loss.auc", "loss MIA AUC"), ("rmia.auc", "RMIA AUC"), ("rmia.tpr_at_1pct_fpr", "RMIA TPR@1%"),
-    ("lira.auc", "LiRA AUC"), ("gap.avg_gap", "Avg. Gap"), ("seconds", "time (s)"),
+    ("lira.auc", "LiRA AUC"), ("ulira.accuracy", "U-LiRA acc"), ("epsilon.score", "ε score"),
+    ("relearn.after", "relearn FA"), ("relearn.excess", "relearn FA − Retrain's"),
+    ("gap.avg_gap", "Avg. Gap"), ("seconds", "time (s)"),
     ("time_fraction", "time / retrain"),
 ]
 
