@@ -4,6 +4,8 @@
                                                         # RMIA (earlier vs new settings, ablations), LiRA on/offline,
                                                         # vs the number of reference models; Retrain over seeds
     python benchmarks/bench_audit.py strength --cifar   # the same on a 1,000-image CIFAR-10 subset (MLP, flips)
+    python benchmarks/bench_audit.py method --subset 1000   # U-LiRA and ε score of Retrain, FT and a do-nothing
+                                                        # unlearner on mnist1d (stratified training subset), with cost
     python benchmarks/bench_audit.py runtime            # wall time of the default audit with a warm bank (run it with
                                                         # PYTHONPATH of two source trees to compare them)
     python benchmarks/bench_audit.py scaling            # digits: audit time vs n_reference (4, 8, 16), 2nd audit reuses
@@ -193,6 +195,40 @@ def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_see
                 print(f"| {row} | " + " | ".join(cells) + " |", flush=True)
 
 
+class DoNothing:
+    """An unlearner that returns the model unchanged (the worst case)."""
+
+    def unlearn(self, model, forget, retain=None, **_context):
+        import copy
+
+        return copy.deepcopy(model)
+
+
+def method_audits(subset: int | None, n_shadow: int, n_models: int) -> None:
+    """U-LiRA balanced accuracy and the ε score of three unlearners, with the models each cost."""
+    from unlearn import methods
+    from unlearn.experiments.jobs import dataset_of
+
+    ds = dataset_of("mnist1d", None, subset, 0)
+    split = data.random_forget(len(ds.train), fraction=0.1, seed=0)
+    bank = ModelBank()
+    print(f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, mlp, recipe mnist1d, 10% random forget; "
+          f"U-LiRA {n_shadow} shadows x 64 targets, ε score {n_models} + {n_models} models; torch threads "
+          f"{torch.get_num_threads()}")
+    print("| method | U-LiRA balanced acc | models trained | s | ε score | F | ε = ∞ (% of D_F) | median ε | "
+          "models trained | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, method in (("retrain", methods.get("retrain")), ("ft", methods.get("ft")), ("do nothing", DoNothing())):
+        before, start = bank.trained, time.perf_counter()
+        u = audit.ulira(method, ds, "mlp", recipe="mnist1d", bank=bank, n_shadow=n_shadow, progress=False)
+        u_models, u_seconds = bank.trained - before, time.perf_counter() - start
+        before, start = bank.trained, time.perf_counter()
+        e = audit.epsilon_score(method, ds, split, "mlp", "mnist1d", bank=bank, n_models=n_models, progress=False)
+        print(f"| {name} | {u['accuracy']:.1f} | {u_models} | {u_seconds:.0f} | {e['score']:.1f} | "
+              f"{e['forgetting_quality']:.1f} | {e['separated']:.1f} | {e['median_epsilon']:.2f} | "
+              f"{bank.trained - before} | {time.perf_counter() - start:.0f} |", flush=True)
+
+
 def runtime(n_reference: int, repeats: int) -> None:
     """Wall time of `evaluate` with the default attacks on mnist1d, once the bank holds every model."""
     ds = data.load("mnist1d")
@@ -214,7 +250,10 @@ def runtime(n_reference: int, repeats: int) -> None:
 def main() -> None:
     torch.set_num_threads(1)  # one core: per-model cost is not distorted by thread contention
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["strength", "runtime", "scaling", "leak"])
+    parser.add_argument("part", choices=["strength", "method", "runtime", "scaling", "leak"])
+    parser.add_argument("--subset", type=int, default=None, help="'method': stratified training subset of mnist1d")
+    parser.add_argument("--n-shadow", type=int, default=16, help="'method': U-LiRA shadow models")
+    parser.add_argument("--n-models", type=int, default=8, help="'method': ε score models of each kind")
     parser.add_argument("--counts", default=None, help="reference-model counts ('scaling': 4,8,16; "
                                                        "'strength': 2,4,8,16,32)")
     parser.add_argument("--n-reference", type=int, default=8, help="reference models for 'leak'")
@@ -226,6 +265,8 @@ def main() -> None:
     if args.part == "strength":
         strength(args.cifar, [int(c) for c in (args.counts or "2,4,8,16,32").split(",")], [int(s) for s in args.seeds.split(",")],
                  args.reference_seed)
+    elif args.part == "method":
+        method_audits(args.subset, args.n_shadow, args.n_models)
     elif args.part == "runtime":
         runtime(args.n_reference, args.repeats)
     elif args.part == "scaling":
