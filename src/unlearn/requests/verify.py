@@ -71,21 +71,20 @@ def membership_scores(model, oracle, ds, split: data.ForgetSplit, evaluation: np
     `evaluation`) serve both. Per model: the request's scores, and which of them exceed the model's `1 − FLAG_FPR`
     quantile of scores on the test split (flagged as members by a 5%-FPR attack).
     """
-    from unlearn.audit.rmia import mean_reference_probability, rmia_scores
-    from unlearn.audit.scores import true_class_probability
+    from unlearn.audit.rmia import RMIASettings, rmia_point_scores
 
+    settings = RMIASettings.of({"gamma": gamma})
     test_points = len(ds.train) + np.asarray(evaluation, dtype=np.int64)
     points = np.r_[np.asarray(split.forget, dtype=np.int64), test_points]
     is_forget = np.r_[np.ones(len(split.forget), bool), np.zeros(len(test_points), bool)]
     refs = audit.reference_logits(model, ds, points, bank=bank, n_reference=n_reference, seed=seed, device=device,
-                                  progress=False)
+                                  queries=settings.queries, progress=False)
     pool_points = audit.population(ds).train.subset(points)
-    reference_p = np.stack([true_class_probability(lg, pool_points.y).numpy() for lg in refs.logits])
-    mean_p = mean_reference_probability(reference_p, refs.members)
+    recipe = audit.training_setup(model, ds)[2]
     out = []
     for m in (model, oracle):
-        target_p = true_class_probability(models.logits(m, pool_points), pool_points.y).numpy()
-        scores = rmia_scores(target_p, mean_p, ~is_forget, gamma)
+        scores, _ = rmia_point_scores(audit.query_logits(m, pool_points, recipe, settings.queries), pool_points.y,
+                                      refs, ~is_forget, settings)
         cut = float(np.quantile(scores[~is_forget], 1 - FLAG_FPR))
         out.append({"scores": scores[is_forget], "flagged": scores[is_forget] > cut, "cut": cut})
     return out
@@ -175,7 +174,7 @@ def verify_request(ledger: Ledger, request_id: int, model_path, *, thresholds: d
                         "retrained_score": float(b), "retrained_flagged": bool(fb)}
                        for i, a, fa, b, fb in zip(request.indices, model_scores["scores"], model_scores["flagged"],
                                                   oracle_scores["scores"], oracle_scores["flagged"])],
-        "settings": {"n_reference": n_reference, "seed": seed, "rmia_gamma": 2.0,
+        "settings": {"n_reference": n_reference, "seed": seed, "rmia": audit.RMIASettings().to_dict(),
                      "d_t": f"the evaluation half of the test split ({evaluation.size} samples)"},
     })
     return jsonable(certificate)
