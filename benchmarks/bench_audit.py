@@ -147,17 +147,26 @@ def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_see
     bank = ModelBank()
     new = RMIASettings()
     legacy = RMIASettings.legacy()
+    authors = RMIASettings.authors(queries=5)
+
+    def changed(**kw):
+        return RMIASettings(**{**new.to_dict(), **kw})
+
     variants = {
-        "RMIA earlier settings (softmax T=1, mean, 1 query)": ("rmia", legacy),
+        "RMIA earlier settings (softmax T=1, mean, 1 query, a=0.3)": ("rmia", legacy),
         "RMIA new defaults": ("rmia", new),
-        "  new, softmax signal (T=1)": ("rmia", RMIASettings(**{**new.to_dict(), "signal": "softmax", "temperature": 1.0})),
-        "  new, plain mean": ("rmia", RMIASettings(**{**new.to_dict(), "trim": 0.0})),
-        "  new, 1 query": ("rmia", RMIASettings(**{**new.to_dict(), "queries": 1})),
-        "  new, γ = 1": ("rmia", RMIASettings(**{**new.to_dict(), "gamma": 1.0})),
+        "  authors' setting (taylor-sm T=2 m=0.6 4 terms, trim 0.2, 5 views)": ("rmia", authors),
+        "  authors' signal only": ("rmia", changed(signal="taylor-soft-margin", temperature=2.0)),
+        "  authors' signal, 5 terms (positive)": ("rmia", changed(signal="taylor-soft-margin", temperature=2.0,
+                                                                  taylor_terms=5)),
+        "  softmax T=2": ("rmia", changed(temperature=2.0)),
+        "  trimmed mean 0.2": ("rmia", changed(trim=0.2)),
+        "  5 views (shifts ±1, ±2)": ("rmia", changed(queries=5)),
+        "  γ = 1": ("rmia", changed(gamma=1.0)),
         "RMIA offline, a fitted": ("rmia-offline", new),
-        "RMIA offline, a = 0.3": ("rmia-offline", RMIASettings(**{**new.to_dict(), "offline_a": 0.3})),
-        "LiRA online (views as RMIA)": ("lira", new),
-        "LiRA offline (views as RMIA)": ("lira-offline", new),
+        "RMIA offline, a = 0.3": ("rmia-offline", changed(offline_a=0.3)),
+        "LiRA online": ("lira", new),
+        "LiRA offline": ("lira-offline", new),
     }
     queries = max(v[1].queries for v in variants.values())
     _, evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)

@@ -124,8 +124,8 @@ def test_signals_known_answers():
     sm = soft_margin_taylor_probability(logits, labels, temperature=2.0, margin=0.6, terms=4)
     t = 1 + 0.4 + 0.4**2 / 2 + 0.4**3 / 6
     assert sm[0].item() == pytest.approx(t / (t + 2))
-    assert RMIASettings().signal_of(logits, labels)[0].item() == pytest.approx(t / (t + 2))
-    assert RMIASettings.legacy().signal_of(logits, labels)[0].item() == pytest.approx(p[0].item())
+    assert RMIASettings.authors().signal_of(logits, labels)[0].item() == pytest.approx(t / (t + 2))
+    assert RMIASettings().signal_of(logits, labels)[0].item() == pytest.approx(p[0].item())
     with pytest.raises(UnlearnInputError, match="taylor_terms"):
         RMIASettings(taylor_terms=1)
     with pytest.raises(UnlearnInputError, match="unknown key"):

@@ -44,7 +44,7 @@ def audit(
                                 help="comma list of acc, mis, loss, rmia, rmia-offline, lira, lira-offline, "
                                      "confidence, relearn, ulira, epsilon"),
     n_reference: int = typer.Option(8, "--n-reference", help="reference models for RMIA/LiRA (trained once)"),
-    signal: str = typer.Option(None, "--signal", help="RMIA signal: taylor-soft-margin (default) or softmax"),
+    signal: str = typer.Option(None, "--signal", help="RMIA signal: softmax (default) or taylor-soft-margin"),
     temperature: float = typer.Option(None, "--temperature", help="RMIA signal temperature"),
     margin: float = typer.Option(None, "--margin", help="RMIA soft margin on the true logit"),
     taylor_terms: int = typer.Option(None, "--taylor-terms", help="RMIA Taylor-softmax terms"),
