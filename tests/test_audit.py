@@ -185,16 +185,18 @@ def test_reference_model_for_another_dataset_is_refused(digits, digits_split, di
 
 
 def test_class_forgetting_is_audited_against_test_images_of_the_forgotten_class(digits, bank):
-    split = data.class_forget(digits.train.y.numpy(), [3])
+    # Two classes (about 250 training and 110 test images), so the AUC's own noise (about ±3) fits ±5.
+    split = data.class_forget(digits.train.y.numpy(), [3, 7])
     retrained = bank.get(digits, "mlp", split.retain, seed=0, progress=False)
     kw = {"attacks": ("acc", "loss", "rmia"), "bank": bank, "n_reference": 4, "seed": 0}
     restricted = audit.evaluate(retrained, digits, split, **kw)
-    assert restricted["test_side"]["classes"] == [3]
-    assert restricted["test_side"]["size"] == int((digits.test.y == 3).sum())
-    # Retrain never saw a 3: its train and test 3s look alike (measured: loss 48.6, RMIA 49.9).
+    assert restricted["test_side"]["classes"] == [3, 7]
+    assert restricted["test_side"]["size"] == int(((digits.test.y == 3) | (digits.test.y == 7)).sum())
+    # Retrain never saw a 3 or a 7: its train and test ones look alike (measured: loss 49.5, RMIA 49.5).
     for attack in ("loss", "rmia"):
         assert abs(restricted[attack]["auc"] - 50) < 5, attack
-    # Against every class, D_F (unseen class) looks *less* like a member than D_T: far from 50.
+    # Against every class, D_F (unseen classes) looks *less* like a member than D_T: far from 50
+    # (measured: loss 10.0, RMIA 10.0).
     mixed = audit.evaluate(retrained, digits, split, class_forget=False, **kw)
     assert mixed["test_side"]["classes"] == "all"
     assert mixed["loss"]["auc"] < 20

@@ -24,6 +24,7 @@ scores = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40
 probabilities = st.lists(st.floats(1e-6, 1.0), min_size=4, max_size=40)
 
 
+@settings(deadline=None)  # timing varies on a shared machine; the property does not
 @given(scores, scores, st.randoms(use_true_random=False))
 def test_roc_summary_is_sklearns_auc_and_ignores_order(members, nonmembers, rnd):
     truth = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
@@ -35,6 +36,7 @@ def test_roc_summary_is_sklearns_auc_and_ignores_order(members, nonmembers, rnd)
     assert 0 <= got["tpr_at_0.1pct_fpr"] <= got["tpr_at_1pct_fpr"] <= 100
 
 
+@settings(deadline=None)  # timing varies on a shared machine; the property does not
 @given(scores)
 def test_identical_distributions_give_auc_50(values):
     assert roc_summary(values, values)["auc"] == pytest.approx(50.0)
@@ -53,7 +55,7 @@ def test_tpr_at_fpr_known_answer():
     assert got["tpr_at_1pct_fpr"] == 100.0   # both clear the 10 highest non-members
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(probabilities, st.floats(1.0, 4.0), st.randoms(use_true_random=False))
 def test_rmia_score_is_monotone_in_the_target_probability(p, gamma, rnd):
     p = np.array(p)
@@ -68,6 +70,7 @@ def test_rmia_score_is_monotone_in_the_target_probability(p, gamma, rnd):
     assert after[k] >= base[k]  # a more confident true label never lowers x's own score
 
 
+@settings(deadline=None)  # timing varies on a shared machine; the property does not
 @given(probabilities, st.randoms(use_true_random=False))
 def test_rmia_score_does_not_depend_on_point_order(p, rnd):
     p = np.array(p)
@@ -142,7 +145,7 @@ def test_trimmed_mean_cuts_each_end_over_the_masked_models_only():
         trimmed_mean(values, np.zeros_like(mask))
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(probabilities, st.integers(2, 5), st.floats(1.0, 3.0))
 def test_rmia_with_identical_views_equals_one_query(p, views, gamma):
     p = np.array(p)
@@ -190,7 +193,7 @@ def test_epsilon_known_answers():
     assert forgetting_quality(np.array([0.1, 0.7, 1.2, 0.0])) == pytest.approx((1 + 0.5 + 0.25 + 1) / 4)
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000))
 def test_epsilon_is_symmetric_and_non_negative(seed):
     rng = np.random.default_rng(seed)
@@ -222,6 +225,7 @@ def test_avg_gap_known_answer_and_identical_metrics():
     assert flatten({"x": {"y": {"z": 1}}, "w": 2}) == {"x.y.z": 1, "w": 2}
 
 
+@settings(deadline=None)  # timing varies on a shared machine; the property does not
 @given(st.lists(st.floats(0, 100), min_size=2, max_size=10))
 def test_bootstrap_interval_brackets_the_mean(values):
     s = summarize(values, n_bootstrap=300)
