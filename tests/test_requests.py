@@ -203,6 +203,15 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
     assert verdicts["retrained"]["gap_to_retrained"]["avg_gap"] == 0.0
     assert verdicts["nothing"]["verdict"] == NOT_CONSISTENT
     assert verdicts["nothing"]["checks"]["accuracy"]["passed"] is False
+    # The thresholds decide, and the certificate states them: wide enough, even doing nothing passes.
+    lenient = [arg for key in ("accuracy_gap", "rmia_auc_gap", "relearn_gap", "flagged_excess")
+               for arg in ("--threshold", f"{key}=100")]
+    code, _, err = run(["requests", "verify", "5", "--model", str(tmp_path / "nothing.safetensors"), "--n-reference",
+                        "2", "--out-dir", str(tmp_path / "lenient"), *lenient, *options], capsys)
+    assert code == 0, err
+    [json_file] = (tmp_path / "lenient").glob("request-5-*.json")
+    lenient_certificate = json.loads(json_file.read_text())
+    assert lenient_certificate["verdict"] == CONSISTENT and set(lenient_certificate["thresholds"].values()) == {100.0}
 
     # An edit of one row made directly in the SQLite file is caught.
     assert run(["requests", "check", *options], capsys)[0] == 0
@@ -244,6 +253,8 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path, ds, base_file, ledger_w
         (["requests", "apply", "--model", str(base_file), "--method", "amun", "--set", "lr=0", "--out", str(out),
           *options], "amun: lr must be"),
         (["requests", "init", "--model", str(base_file), "--dataset", DATASET, *options], "already exists"),
+        (["requests", "verify", "1", "--model", str(base_file), "--threshold", "accuracy_gapp=5", *options],
+         "unknown threshold"),
     ]
     for command in ("check", "list"):
         cases.append((["requests", command, "--ledger", str(corrupt)], "not a request ledger"))
