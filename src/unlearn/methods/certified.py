@@ -28,8 +28,8 @@ seen D_F). The certificate needs a head trained with the perturbed objective, so
   Newton step, and retrains automatically when the budget runs out. `certified_fit` prepares
   a model ahead of any request.
 
-Every number is accounted for: the residual the LBFGS fit leaves and the float32 rounding of the
-stored head are added to the bound (the paper assumes exact arithmetic).
+The paper assumes exact arithmetic; here the residual the fit leaves and the float32 rounding of
+the stored head are added to the bound (float64 round-off in the solves, ~1e-16 relative, is not).
 
     new = unlearn.methods.get("certified", epsilon=1, delta=1e-4).unlearn(model, forget, retain)
     new.spec["training"]["certified_removal"]   # the certificate's figures
