@@ -146,6 +146,7 @@ def test_requests_are_validated_against_the_training_set_and_each_other(tmp_path
 
 # -- five successive requests on mnist1d ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, ds, base_file, bank, capsys,
                                                                      monkeypatch):
     requests = disjoint_requests(len(ds.train), 5, REQUEST_SIZE)
@@ -275,6 +276,7 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path, ds, base_file, ledger_w
 
 # -- the exact path: SISA ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sisa_retrains_only_affected_shards_and_certifies_exact(tmp_path, ds, base_file, bank, capsys):
     from unlearn.methods.sisa import SISA
 
