@@ -162,7 +162,7 @@ def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_see
         "  softmax T=2": ("rmia", changed(temperature=2.0)),
         "  trimmed mean 0.2": ("rmia", changed(trim=0.2)),
         "  5 views (shifts ±1, ±2)": ("rmia", changed(queries=5)),
-        "  γ = 1": ("rmia", changed(gamma=1.0)),
+        "  γ = 2": ("rmia", changed(gamma=2.0)),
         "RMIA offline, a fitted": ("rmia-offline", new),
         "RMIA offline, a = 0.3": ("rmia-offline", changed(offline_a=0.3)),
         "LiRA online": ("lira", new),

@@ -28,6 +28,7 @@ from unlearn.audit.lira import lira
 from unlearn.audit.loss_mia import loss_mia
 from unlearn.audit.mis import mis
 from unlearn.audit.references import (  # noqa: F401
+    block_size,
     check_count,
     population,
     query_logits,
@@ -123,6 +124,13 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
     needs_references = [a for a in attacks if a in MIN_REFERENCES]
     for attack in needs_references:
         check_count(n_reference, MIN_REFERENCES[attack], attack)
+    out_attacks = [a for a in needs_references if a != "rmia"]
+    if out_attacks:  # every point must be OUT of some reference model: one whole block of them
+        least = block_size(len(dataset.train) + len(dataset.test), len(dataset.train))
+        if n_reference < least:
+            raise UnlearnInputError(f"{', '.join(out_attacks)} need OUT reference models for every point: at least "
+                                    f"{least} on {dataset.name} (references train on {len(dataset.train)} of "
+                                    f"{len(dataset.train) + len(dataset.test)} pool points); got n_reference={n_reference}")
     if any(a in METHOD_ATTACKS for a in attacks) and method is None:
         raise UnlearnInputError(f"{', '.join(a for a in attacks if a in METHOD_ATTACKS)} judge an unlearning "
                                 f"method: pass method= (CLI: --method NAME)")
