@@ -59,3 +59,31 @@ def test_evaluate_runs_ulira_and_epsilon_for_a_method(mnist1d_small, small_split
     assert {"accuracy", "n_shadow", "n_targets"} <= set(result["ulira"])
     assert {"score", "forgetting_quality", "separated", "median_epsilon"} <= set(result["epsilon"])
     assert np.isfinite(result["epsilon"]["score"])
+
+
+def test_bench_records_ulira_epsilon_and_relearning_per_method(tmp_path, bank):
+    """A protocol with `ulira`, `epsilon` and `relearn`: every record carries the figures and the
+    summary has their columns (digits, a tiny MLP recipe, so the extra models cost little)."""
+    import json
+
+    import yaml
+
+    from unlearn.experiments import parse_config, run_bench
+
+    raw = {"name": "tiny-method-audits", "dataset": "digits", "model": {"arch": "mlp", "args": {"hidden": [64]}},
+           "recipe": {"lr": 0.05, "epochs": 8, "batch_size": 64, "schedule": "onecycle", "weight_decay": 0.0},
+           "forget": [{"name": "r10", "kind": "random", "fraction": 0.1, "seeds": [0]}], "settings": ["with_retain"],
+           "methods": {"retrain": None, "ft": {"lr": 0.01, "epochs": 1}},
+           "audit": {"attacks": ["acc", "ulira", "epsilon", "relearn"], "n_models": 2, "n_shadow": 4}}
+    config = parse_config(yaml.safe_dump(raw, sort_keys=False))
+    result = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert not result.crashed
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "runs").glob("*.json")]
+    assert sorted(r["method"] for r in records) == ["ft", "retrain"]
+    for r in records:
+        assert 0 <= r["flat"]["ulira.accuracy"] <= 100 and 0 <= r["flat"]["epsilon.score"] <= 100
+        assert "relearn.after" in r["flat"]
+    ft = next(r for r in records if r["method"] == "ft")
+    assert ft["flat"]["relearn.excess"] == ft["flat"]["relearn.after"] - ft["flat"]["relearn.reference_after"]
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "U-LiRA acc" in summary and "ε score" in summary and "relearn FA" in summary
