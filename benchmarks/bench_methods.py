@@ -41,7 +41,7 @@ from unlearn.bank import ModelBank
 
 WITH_RETAIN = ["ft", "rl", "ga", "neggrad+", "bs", "l1-sparse", "salun", "scrub", "sisa"]
 WITHOUT_RETAIN = ["rl", "ga", "neggrad+", "bs", "salun", "scrub"]
-COLUMNS = ["acc.forget", "acc.retain", "acc.test", "mis.mis", "loss.auc", "rmia.auc", "gap.avg_gap"]
+COLUMNS = ["acc.forget", "acc.retain", "acc.test", "mis.mis", "loss.auc", "rmia.auc", "gap.gap-rmia"]
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict]:
@@ -86,7 +86,7 @@ def run_seed(seed: int, ds, bank: ModelBank, overrides: dict, n_reference: int) 
         row.update(seconds=seconds, time_fraction=seconds / retrain_seconds)
         rows.append(row)
         print(f"seed {seed}: {name:10s} {'with' if with_retain else 'w/o '} D_R  {seconds:6.2f} s  "
-              f"gap {row.get('gap.avg_gap', float('nan')):6.2f}", file=sys.stderr)
+              f"gap {row.get('gap.gap-rmia', float('nan')):6.2f}", file=sys.stderr)
     return rows
 
 

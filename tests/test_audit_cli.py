@@ -38,9 +38,10 @@ def test_json_has_every_figure_and_the_gap(files, capsys, bank):
     result = json.loads(out)
     assert set(result) == {"acc", "test_side", "mis", "loss", "rmia", "gap"}
     assert result["acc"]["forget"] == 100.0 and result["acc"]["ua"] == 0.0
-    assert {"auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "settings", "n_reference"} <= set(result["rmia"])
+    assert {"auc", "auc_low", "auc_high", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "settings",
+            "n_reference"} <= set(result["rmia"])
     assert result["rmia"]["settings"] == audit.RMIASettings().to_dict()
-    assert result["gap"]["acc.forget"] > 0 and 0 <= result["gap"]["avg_gap"] <= 100
+    assert result["gap"]["acc.forget"] > 0 and 0 <= result["gap"]["gap-rmia"] <= 100
 
 
 def test_table_and_plot(files, capsys, bank, tmp_path):

@@ -6,6 +6,7 @@ they run in seconds; the models they train are real and so are the audits' figur
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -32,6 +33,7 @@ def tiny_protocol(methods: dict | None = None, seeds=(0,), attacks=("acc", "loss
         "settings": ["with_retain", "without_retain"],
         "methods": methods if methods is not None else {"ft": {"lr": 0.01, "epochs": 1}, "ga": {"epochs": 1}},
         "audit": {"attacks": list(attacks), "n_reference": 2},
+        "tune": {"trials": 0},  # untuned unless a test tunes: keeps the bench tests to seconds
     }
 
 
@@ -116,11 +118,16 @@ def test_resolve_expands_every_combination_and_marks_retain_only_methods(digits)
     raw["forget"][0]["seeds"] = [0, 1, 2]
     plan = resolve(parse_config(as_yaml(raw)), digits)
     assert len(plan.oracle) == 3 * 2
+    # the two reference rows: one job each per forget set and model seed, the same in both settings
+    references = [j for j in plan.runs if j.method in ("original", "retrain-floor")]
+    assert len(references) == 3 * 2 * 2 and {j.setting for j in references} == {"with_retain"}
+    floors = [j for j in references if j.method == "retrain-floor"]
+    assert all(j.hparams["seed"] == j.model_seed + 1000 for j in floors)  # a retrain from another seed
     # ft needs D_R: its runs without D_R are explicit n/a, never silently dropped.
     assert methods.get_class("ft").requires_retain
-    assert len(plan.runs) + len(plan.not_applicable) == 3 * 2 * 2 * 2
+    assert len(plan.runs) - len(references) + len(plan.not_applicable) == 3 * 2 * 2 * 2
     assert {(j.method, j.setting) for j in plan.not_applicable} == {("ft", "without_retain")}
-    assert len({j.id for j in plan.oracle + plan.runs + plan.not_applicable}) == 3 * 2 * (1 + 4)
+    assert len({j.id for j in plan.oracle + plan.runs + plan.not_applicable}) == 3 * 2 * (1 + 2 + 4)
     # the evaluation half of the test split never reaches a method
     assert not set(plan.validation) & set(plan.evaluation)
 
@@ -158,11 +165,17 @@ def test_summary_is_mean_and_sample_std_over_runs(values):
     records = [{"method": "ft", "setting": "with_retain", "forget": "r10", "status": "ok", "seconds": 1.0,
                 "retrain_seconds": 4.0, "flat": {"acc.forget": v}} for v in values]
     (row,) = aggregate(records)
-    mean, std = row["acc.forget"]
-    assert math.isclose(mean, float(np.mean(values)), rel_tol=1e-9, abs_tol=1e-9)
+    cell = row["acc.forget"]
+    assert math.isclose(cell["mean"], float(np.mean(values)), rel_tol=1e-9, abs_tol=1e-9)
     expected_std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    assert math.isclose(std, expected_std, rel_tol=1e-9, abs_tol=1e-9)
-    assert row["time_fraction"][0] == pytest.approx(0.25)
+    assert math.isclose(cell["std"], expected_std, rel_tol=1e-9, abs_tol=1e-9)
+    assert cell["n"] == row["n"] == len(values)
+    if len(values) > 1:  # Student's t: mean ± t_{n-1} s / sqrt(n)
+        from scipy.stats import t
+
+        half = t.ppf(0.975, len(values) - 1) * expected_std / math.sqrt(len(values))
+        assert cell["high"] - cell["mean"] == pytest.approx(half, abs=1e-9)
+    assert row["time_fraction"]["mean"] == pytest.approx(0.25)
 
 
 # ---- the bench -------------------------------------------------------------------------------
@@ -187,9 +200,14 @@ def test_bench_writes_run_directory(tiny_run):
     env = json.loads((run_dir / "environment.json").read_text())
     assert {"torch", "host", "python", "backend"} <= set(env)
     records = {r["id"]: r for r in (json.loads(p.read_text()) for p in (run_dir / "runs").glob("*.json"))}
-    assert len(records) == 1 + 3  # oracle, ft with D_R, ga with and without D_R
+    assert len(records) == 1 + 2 + 3  # oracle, original, retrain-floor, ft with D_R, ga with and without D_R
     oracle = next(r for r in records.values() if r["method"] == "retrain")
-    assert oracle["flat"]["gap.avg_gap"] == 0
+    assert oracle["flat"]["gap.gap-rmia"] == 0
+    assert oracle["flat"]["gap.gap-mis"] is None  # MIS not audited: n/a, not a 3-term gap
+    floor = next(r for r in records.values() if r["method"] == "retrain-floor")
+    original = next(r for r in records.values() if r["method"] == "original")
+    assert floor["flat"]["acc.forget"] < 100 and 0 < floor["flat"]["gap.gap-rmia"] < original["flat"]["gap.gap-rmia"]
+    assert original["seconds"] == 0.0 and original["hparams"] == {}
     assert oracle["flat"]["acc.retain"] == pytest.approx(100.0, abs=2.0)  # a retrained model fits D_R
     for r in records.values():
         assert r["retrain_seconds"] > 0 and r["seconds"] >= 0
@@ -202,7 +220,14 @@ def test_bench_writes_run_directory(tiny_run):
         assert 100 * area == pytest.approx(r["flat"]["rmia.auc"], abs=2.0), r["method"]
     summary = (run_dir / "summary.md").read_text()
     assert "n/a: ft needs the retain set" in summary
-    assert summary.index("| retrain |") < summary.index("| ft |")
+    # both reference rows in both settings' tables, between Retrain and the methods
+    for table in summary.split("### ")[1:]:
+        assert table.index("| retrain | 1 |") < table.index("| retrain-floor | 1 |") < table.index("| original | 1 |") \
+            < table.index("| ga | 1 |")
+    assert "untuned" in summary
+    rows = list(csv.DictReader((run_dir / "summary.csv").open()))
+    assert [r["method"] for r in rows if r["setting"] == "without_retain"] == \
+        ["retrain", "retrain-floor", "original", "ft", "ga"]
 
 
 def test_second_bench_trains_and_runs_nothing(tiny_run, bank):
@@ -236,10 +261,13 @@ def test_report_is_self_contained_html(tiny_run):
     page = write_report(run_dir).read_text()
     assert page.count("<table class='summary'>") == 2  # one per setting
     images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
-    # per setting: loss ROC, gap-vs-cost scatter, one histogram pair per method
+    # per setting: loss ROC, gap-vs-cost scatter, one histogram pair per method and reference row
+    refs = ["confidence histogram original", "confidence histogram retrain-floor"]
     assert sorted(images) == sorted(["ROC loss", "ROC rmia", "gap vs cost", "confidence histogram ft",
-                                     "confidence histogram ga", "ROC loss", "ROC rmia", "gap vs cost",
-                                     "confidence histogram ga"])
+                                     "confidence histogram ga", *refs, "ROC loss", "ROC rmia", "gap vs cost",
+                                     "confidence histogram ga", *refs])
+    assert page.count("<td>original</td>") == page.count("<td>retrain-floor</td>") == 2
+    assert "Untuned" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
@@ -275,12 +303,13 @@ def test_tune_finds_the_best_of_its_trials_and_writes_a_loadable_fragment(audit_
     raw["tune"] = {"trials": 4, "forget_seed": 7, "space": {"ft": {"lr": [0.5, 0.01, 0.001]}}}
     config = parse_config(as_yaml(raw))
     result = tune(config, "ft", tmp_path / "tune", bank=bank, progress=False)
-    gaps = [t["avg_gap"] for t in result.trials if t["status"] == "ok"]
-    assert result.best_gap == min(gaps)
+    gaps = [t["gap-rmia"] for t in result.trials if t["status"] == "ok"]
+    assert len(result.trials) == 4 and result.best_gap == min(gaps)
     assert result.best_params["lr"] in (0.5, 0.01, 0.001) and result.best_params["epochs"] == 1
-    # the search ran on its own forget set, not on the benchmark's
-    records = [json.loads(p.read_text()) for p in (tmp_path / "tune" / "runs").glob("*.json")]
+    # the search ran on its own forget set, not on the benchmark's, and kept every trial
+    records = [json.loads(p.read_text()) for p in (tmp_path / "tune" / "tune" / "runs").glob("*.json")]
     assert {r["forget_seed"] for r in records} == {7}
+    assert json.loads((tmp_path / "tune" / "tuning.json").read_text())["studies"][0]["best"] == result.best_params
     fragment = yaml.safe_load(result.fragment.read_text())
     raw["methods"].update(fragment["methods"])
     assert parse_config(as_yaml(raw)).methods["ft"] == result.best_params

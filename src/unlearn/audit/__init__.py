@@ -9,7 +9,7 @@ runs a chosen set of them on one model and returns every figure in percent:
 
     report = unlearn.audit.evaluate(model, ds, split, attacks=("acc", "mis", "loss", "rmia"),
                                     reference=retrained, bank=bank)
-    report["rmia"]["auc"], report["gap"]["avg_gap"]
+    report["rmia"]["auc"], report["gap"]["gap-rmia"], report["gap"]["gap-mis"]
 """
 
 from __future__ import annotations
@@ -23,7 +23,18 @@ import torch
 from unlearn.audit.accuracy import accuracies
 from unlearn.audit.confidence import confidence_distance, plot_confidence  # noqa: F401
 from unlearn.audit.epsilon import epsilon_score
-from unlearn.audit.gap import DEFAULT_GAP_KEYS, avg_gap, flatten, gap_over_seeds, summarize, summarize_runs  # noqa: F401
+from unlearn.audit.gap import (  # noqa: F401
+    DEFAULT_GAP_KEYS,
+    GAPS,
+    avg_gap,
+    clearly_below,
+    flatten,
+    gap_over_seeds,
+    gaps,
+    named_gap,
+    summarize,
+    summarize_runs,
+)
 from unlearn.audit.lira import lira
 from unlearn.audit.loss_mia import loss_mia
 from unlearn.audit.mis import mis
@@ -99,8 +110,9 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
     ----------
     attacks : names from `ATTACKS` ("acc" is always computed; the gap needs it).
     reference : the retrained model, or the dict an earlier `evaluate` of it returned; adds "gap"
-        (|m − m_retrain| over acc.forget/retain/test, mis.mis and rmia.auc when present, and
-        "avg_gap", their mean) and, for "relearn", the retrained model's curve.
+        (|m − m_retrain| per term, and the two Avg. Gaps of `gap.GAPS`: "gap-rmia" over FA, RA, TA
+        and RMIA AUC, "gap-mis" over FA, RA, TA and MIS; None when its MIA was not run) and, for
+        "relearn", the retrained model's curve.
     bank : `ModelBank` for reference models (default `ModelBank()`); `n_reference` of them, drawn
         with reference seed `seed` (models are shared by every audit with the same seed).
     evaluation : test-split indices of the test side D_T (e.g. the evaluation half of `split_holdout`).
@@ -195,7 +207,5 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
                                  attacks=[a for a in attacks if a != "relearn" and a not in METHOD_ATTACKS],
                                  device=device, evaluation=evaluation, rmia_settings=settings,
                                  class_forget=class_forget, progress=progress)
-        flat_reference = flatten(reference)
-        keys = [k for k in (*DEFAULT_GAP_KEYS, "rmia.auc") if k in flatten(result) and k in flat_reference]
-        result["gap"] = avg_gap(result, flat_reference, keys)
+        result["gap"] = gaps(result, reference)
     return result

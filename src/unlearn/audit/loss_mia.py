@@ -6,8 +6,8 @@ A logistic regression on the per-sample cross-entropy loss separates D_F (label 
 "accuracy" is the kit's figure, the held-out accuracy averaged over the splits.
 
 "auc" is the ROC AUC of the attack's score, −loss, over all of D_F vs D_T (our addition: the kit
-reports accuracy only). A one-feature logistic regression is monotone in the loss, so this is the
-AUC of its decisions with the direction fixed by the hypothesis (members have lower loss) rather
+reports accuracy only), with its DeLong 95% interval (auc_low, auc_high). A one-feature logistic
+regression is monotone in the loss, so this is the AUC of its decisions with the direction fixed by the hypothesis (members have lower loss) rather
 than refitted per fold: per-fold AUCs on ~25 held-out samples are noisy and, under the null, biased
 below 50 by the refitted sign. Both figures are in percent; the retrained model sits near 50.
 """
@@ -39,7 +39,9 @@ def loss_attack(member_loss: np.ndarray, nonmember_loss: np.ndarray, n_splits: i
     splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.1, random_state=seed)
     accuracy = [LogisticRegression().fit(features[fit_rows], truth[fit_rows]).score(features[held], truth[held])
                 for fit_rows, held in splits.split(features, truth)]
-    return {"accuracy": 100.0 * float(np.mean(accuracy)), "auc": roc_summary(-all_member, -all_nonmember)["auc"]}
+    roc = roc_summary(-all_member, -all_nonmember)
+    return {"accuracy": 100.0 * float(np.mean(accuracy)), "auc": roc["auc"], "auc_low": roc["auc_low"],
+            "auc_high": roc["auc_high"]}
 
 
 def loss_mia(model, forget: ArrayDataset, test: ArrayDataset, n_splits: int = 10, seed: int = 0) -> dict[str, float]:

@@ -133,7 +133,7 @@ def audit(
     if retrained is None:
         rows = [r[:2] for r in rows]
     else:
-        rows.append(["Avg. Gap", flat["gap.avg_gap"], ""])
+        rows += [[name, "n/a" if flat[f"gap.{name}"] is None else flat[f"gap.{name}"], ""] for name in audit_layer.GAPS]
     console.print(table(f"audit of {model.name}: {ds.name}, {len(split.forget)} forget samples, seed {seed}",
                         columns, rows))
     if "relearn" in result:

@@ -21,12 +21,17 @@ def bench(
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
     backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
+    no_tune: bool = typer.Option(False, "--no-tune", help="skip tuning: every method with the protocol's "
+                                 "hyperparameters (the papers' defaults), labelled untuned"),
     bank: Path = BankOpt,
 ):
-    """Run CONFIG: train originals and retrains into the bank, unlearn, audit, write tables.
+    """Run CONFIG: tune every method, train originals and retrains into the bank, unlearn, audit, write tables.
 
-    Re-running into the same run directory resumes: models in the bank are not retrained and jobs
-    with a stored record are not re-run.
+    Each method is first tuned (tune.trials trials, on a separate forget set, scored on the
+    validation half of the test split), then evaluated with its tuned values. Tables have the
+    `original` and `retrain-floor` reference rows. Re-running into the same run directory resumes:
+    the tuning outcome is reused, models in the bank are not retrained and jobs with a stored
+    record are not re-run.
     """
     from unlearn.bank import ModelBank
     from unlearn.experiments import load_config, run_bench
@@ -35,7 +40,7 @@ def bench(
     if backend == "local":  # with Ray the workers' devices count, not the driver's
         check_device(cfg.device)
     run_dir = out or Path("runs") / cfg.name
-    result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank))
+    result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank), tune=not no_tune)
     print_summary(run_dir)
     total = len(result.plan.oracle) + len(result.plan.runs)
     console.print(f"{total} jobs: {result.executed} run now, {total - result.executed - len(result.crashed)} "

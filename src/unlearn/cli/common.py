@@ -73,5 +73,5 @@ def table(title: str, columns: list[str], rows: list[list]) -> Table:
     for c in columns:
         t.add_column(c, justify="left" if c == columns[0] else "right")
     for r in rows:
-        t.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in r])
+        t.add_row(*[f"{v:.2f}" if isinstance(v, float) else "n/a" if v is None else str(v) for v in r])
     return t

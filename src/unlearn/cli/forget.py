@@ -3,7 +3,9 @@
 Generic over `unlearn.methods`: hyperparameters come as `--set key=value`, D_R is passed unless
 `--no-retain`, and every method also receives the context it may use (the dataset, the split, the
 bank for Retrain, and the validation half of the test split as known non-members for SG). The
-evaluation half of the test split is never given to a method.
+evaluation half of the test split is never given to a method. When the result's forget accuracy
+and loss on D_F are unchanged from the original's within noise, it warns: "forgot nothing
+detectable".
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ from unlearn.cli.common import (
     table,
 )
 from unlearn.files import write_text
+
+
+def forgot_nothing(original, new, forget_set) -> bool:
+    """Forget accuracy and per-sample loss on D_F unchanged from the original's within noise."""
+    from unlearn.audit.stats import unchanged_within_noise
+    from unlearn.models import logits, per_sample_loss
+
+    labels = forget_set.y
+    return unchanged_within_noise((logits(original, forget_set).argmax(1) == labels).numpy(),
+                                  (logits(new, forget_set).argmax(1) == labels).numpy(),
+                                  per_sample_loss(original, forget_set).numpy(), per_sample_loss(new, forget_set).numpy())
 
 
 @app.command()
@@ -79,4 +92,9 @@ def forget(
     console.print(table(f"{method} on {ds.name}: {len(split.forget)} samples forgotten in {seconds:.1f} s "
                         f"({'without' if no_retain else 'with'} D_R)",
                         ["model", "forget acc", "retain acc", "test acc"], rows))
+    if hasattr(new, "spec") and forgot_nothing(original, new, forget_set):
+        console.print(f"[yellow]warning: forgot nothing detectable[/yellow]: forget accuracy and loss on D_F are "
+                      f"unchanged from the original's within noise (95% intervals of the change cover 0). "
+                      f"{method}'s hyperparameters may be too weak for this model; tune them "
+                      f"(`unlearn tune`) or raise lr / epochs.")
     console.print(f"saved to {out}")

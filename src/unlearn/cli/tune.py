@@ -16,9 +16,15 @@ def tune(
     trials: int = typer.Option(None, "--trials", help="number of trials (default: the protocol's tune.trials)"),
     out: Path = typer.Option(None, "--out", "-o", help="config fragment to write (default RUN_DIR/best-M.yaml)"),
     run_dir: Path = typer.Option(None, "--run-dir", help="where trials are stored (default runs/<name>-tune-M)"),
+    backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
     bank: Path = BankOpt,
 ):
-    """Minimise Avg. Gap to Retrain on a separate forget set (Optuna TPE); write the best values."""
+    """Tune one method as `unlearn bench` does (Optuna TPE on a separate forget set, scored on the
+    validation half of the test split); write the best values as a config fragment.
+
+    `unlearn bench` tunes every method itself; this command is for looking at one method's trials.
+    """
     from unlearn.bank import ModelBank
     from unlearn.experiments import load_config
     from unlearn.experiments.tune import tune as run_tune
@@ -30,10 +36,12 @@ def tune(
 
         raise UnlearnInputError(f"--trials must be at least 1, got {trials}")
     run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"
-    result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out)
-    keys = [k for k in result.trials[0] if k not in ("trial", "status", "seconds")]
-    # Hyperparameters as given (a 2-decimal float format would print lr 0.005 as 0.01).
-    rows = [[t["trial"], *[t[k] if k == "avg_gap" else f"{t[k]}" for k in keys], t["status"]]
-            for t in result.trials]
+    result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out, backend=backend,
+                      address=address)
+    objective = result.outcome["objective"]
+    keys = [k for k in result.trials[0] if k not in ("trial", "status")]
+    # Hyperparameters as given (a 2-decimal float format would print lr 0.005 as 0.01); the score as a float.
+    rows = [[t["trial"], *[t[k] if k == objective else f"{t[k]:.4g}" if isinstance(t[k], float) else f"{t[k]}"
+                           for k in keys], t["status"]] for t in result.trials]
     console.print(table(f"tune {method}: trials", ["trial", *keys, "status"], rows))
-    console.print(f"best Avg. Gap {result.best_gap:.2f} with {result.best_params}; fragment: {result.fragment}")
+    console.print(f"best {objective} {result.best_gap:.2f} with {result.best_params}; fragment: {result.fragment}")

@@ -154,12 +154,21 @@ class AuditSpec(_Strict):
 
 
 class TuneSpec(_Strict):
-    """`unlearn tune`: search on a forget set drawn with `forget_seed`, disjoint from the benchmark's seeds."""
+    """The tuning stage of a bench (`unlearn.experiments.tune`): every method gets `trials` trials.
 
-    trials: int = Field(20, ge=1)
+    Each method is tuned per forget set and setting on a forget set drawn with `forget_seed` (a
+    seed the evaluation does not use), scored with `objective` on the validation half of the test
+    split only. `trials: 0` runs the protocol's hyperparameters (the papers' defaults), untuned.
+    """
+
+    trials: int = Field(20, ge=0)
     forget_seed: int = 1000
-    setting: Literal["with_retain", "without_retain"] = "with_retain"
-    # Per method, per hyperparameter: a list of choices, or {low, high, log} for a float range.
+    # The gap the search minimises; None: gap-rmia when RMIA is audited, else gap-mis.
+    objective: Literal["gap-rmia", "gap-mis"] | None = None
+    # `unlearn tune` only: one setting (None: every setting of the protocol).
+    setting: Literal["with_retain", "without_retain"] | None = None
+    # Per method, per hyperparameter: a list of choices, or {low, high, log} for a range. A method
+    # not listed gets the space its paper tunes (`tune.DEFAULT_SPACES`).
     space: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -181,6 +190,9 @@ class Config(_Strict):
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     tune: TuneSpec = Field(default_factory=TuneSpec)
+    # Rows every table has besides Retrain: the untouched model and a second retrain (noise floor).
+    reference_rows: list[Literal["original", "retrain-floor"]] = Field(
+        default_factory=lambda: ["original", "retrain-floor"])
     device: str = "cpu"
     # Intra-op threads of torch in the bench process (None: torch's default, one per core). Small
     # models (digits) gain nothing from more than one, and on a shared machine extra threads
@@ -214,6 +226,39 @@ class Config(_Strict):
         if len(set(labels)) != len(labels):
             raise ValueError(f"forget sets need distinct names, got {labels}")
         return self
+
+    @model_validator(mode="after")
+    def _floor_seeds_apart(self):
+        from unlearn.experiments.jobs import FLOOR_SEED_OFFSET
+
+        if "retrain-floor" in self.reference_rows and max(self.seeds) - min(self.seeds) >= FLOOR_SEED_OFFSET:
+            raise ValueError(f"seeds: the retrain-floor row retrains with model seed + {FLOOR_SEED_OFFSET}, so "
+                             f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_is_separate(self):
+        if not self.tune.trials:
+            return self
+        if not self.audit.holdout:
+            raise ValueError("tune: tuning scores on the validation half of the test split; it needs "
+                             "audit.holdout: true (or tune.trials: 0)")
+        for spec in self.forget:
+            if spec.kind == "class":
+                raise ValueError(f"tune: forget set {spec.label} has one draw (its classes), so no separate "
+                                 f"tuning set exists; set tune.trials: 0 or tune on a random forget set")
+            if self.tune.forget_seed in spec.seeds:
+                raise ValueError(f"tune.forget_seed {self.tune.forget_seed} is an evaluation seed of forget set "
+                                 f"{spec.label}; tuning needs a forget set of its own")
+        objective = self.tune.objective or ("gap-rmia" if "rmia" in self.audit.attacks else "gap-mis")
+        needed = {"gap-rmia": "rmia", "gap-mis": "mis"}[objective]
+        if needed not in self.audit.attacks:
+            raise ValueError(f"tune.objective {objective} needs the {needed} audit in audit.attacks")
+        return self
+
+    @property
+    def tune_objective(self) -> str:
+        return self.tune.objective or ("gap-rmia" if "rmia" in self.audit.attacks else "gap-mis")
 
     @property
     def dataset_spec(self) -> tuple:

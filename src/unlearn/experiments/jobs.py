@@ -5,6 +5,9 @@ A protocol expands into (forget set x forget seed) x model seed x setting x meth
   model seed, kept in the model bank;
 - *oracle* jobs: the audit of each retrained model (the "Retrain" row, and the reference every
   gap is measured against);
+- *reference rows*, audited against the oracle like any method: `original`, the untouched model
+  (the gap of doing nothing), and `retrain-floor`, a second model retrained on the same D_R from
+  another seed (`FLOOR_SEED_OFFSET` added to the model seed): the noise floor no method can beat;
 - *run* jobs: one method applied to one original model in one setting, then audited.
 A method that needs D_R is not run without it; it gets an explicit "n/a" record, as in the
 papers' tables, rather than being dropped silently.
@@ -33,6 +36,11 @@ from unlearn.models import per_sample_loss as losses_of
 
 # Figures of the audit's "gap" entry and the histograms/ROC stored with every record.
 HIST_BINS = 20
+# The rows every table has besides the methods: the oracle, its noise floor and the untouched model.
+ORACLE, FLOOR, ORIGINAL = "retrain", "retrain-floor", "original"
+REFERENCE_ROWS = (FLOOR, ORIGINAL)
+# The floor's retrain uses model seed + this; configs refuse model seeds this far apart.
+FLOOR_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class RunJob:
     model_seed: int
     run_seed: int
     context: str = field(repr=False)  # digest of everything else the result depends on
+    tuned: bool = False  # hyperparameters from the bench's tuning stage (else the protocol's)
 
     @property
     def id(self) -> str:
@@ -63,7 +72,8 @@ class RunJob:
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "hparams": self.hparams, "setting": self.setting, "forget": self.forget,
-                "forget_seed": self.forget_seed, "model_seed": self.model_seed, "run_seed": self.run_seed}
+                "forget_seed": self.forget_seed, "model_seed": self.model_seed, "run_seed": self.run_seed,
+                "tuned": self.tuned}
 
 
 @dataclass
@@ -74,7 +84,7 @@ class Plan:
     validation: np.ndarray | None  # test indices methods may use as known non-members
     evaluation: np.ndarray          # test indices the audits evaluate on
     oracle: list[RunJob]
-    runs: list[RunJob]
+    runs: list[RunJob]  # the reference rows first, then the methods
     not_applicable: list[RunJob]
 
     def originals(self) -> list[int]:
@@ -82,6 +92,14 @@ class Plan:
 
     def retrains(self) -> list[tuple[tuple[str, int], int]]:
         return [(key, seed) for key in self.splits for seed in self.config.seeds]
+
+    def floors(self) -> list[tuple[tuple[str, int], int]]:
+        """(split, model seed) of every `retrain-floor` row; its model is trained with `floor_seed(seed)`."""
+        return self.retrains() if FLOOR in self.config.reference_rows else []
+
+
+def floor_seed(model_seed: int) -> int:
+    return model_seed + FLOOR_SEED_OFFSET
 
 
 def make_split(spec: ForgetSpec, n_train: int, labels: np.ndarray, seed: int) -> ForgetSplit:
@@ -96,8 +114,12 @@ def context_digest(config: Config, dataset: Dataset) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resolve(config: Config, dataset: Dataset) -> Plan:
-    """Every job of a protocol, in the order they depend on each other."""
+def resolve(config: Config, dataset: Dataset, tuned: dict[tuple[str, str, str], dict] | None = None) -> Plan:
+    """Every job of a protocol, in the order they depend on each other.
+
+    `tuned` maps (forget set label, setting, method) to the hyperparameters the tuning stage chose;
+    those jobs run with them (and say so), every other job with the protocol's values.
+    """
     from unlearn import methods
 
     n_train = len(dataset.train)
@@ -114,15 +136,21 @@ def resolve(config: Config, dataset: Dataset) -> Plan:
     oracle, runs, not_applicable = [], [], []
     for (label, forget_seed) in splits:
         for model_seed in config.seeds:
-            oracle.append(RunJob("retrain", "{}", "with_retain", label, forget_seed, model_seed, 0, context))
+            oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
+            # Reference rows: one model each, the same in both settings (like the oracle).
+            for row in config.reference_rows:
+                hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
+                runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
             for name in config.methods:
-                if name == "retrain":  # the oracle row; it is the same model in both settings
+                if name == ORACLE:  # the oracle row; it is the same model in both settings
                     continue
                 cls = methods.get_class(name)
-                hp = json.dumps(config.hparams(name), sort_keys=True)
                 for setting in config.settings:
+                    chosen = (tuned or {}).get((label, setting, name))
+                    hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
                     for run in range(config.runs):
-                        job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context)
+                        job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
+                                     tuned=chosen is not None)
                         needs_retain = cls.requires_retain and setting == "without_retain"
                         (not_applicable if needs_retain else runs).append(job)
     return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable)
@@ -232,12 +260,23 @@ def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np
     split = ForgetSplit(np.array(split.forget), np.array(split.retain))
     validation = None if validation is None else np.array(validation)
     evaluation = np.array(evaluation)
-    record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds}
+    record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds,
+                              "sizes": {"forget": len(split.forget), "retain": len(split.retain),
+                                        "test": len(evaluation)}}
     net = model_from_payload(model, device)
-    method = methods.get(job.method, **job.hparams)
+    # The method the audit's method attacks (U-LiRA, ε score) judge: Retrain for the floor; doing
+    # nothing is no registered method, so the `original` row has no such figures.
+    method = None if job.method == ORIGINAL else methods.get(ORACLE) if job.method == FLOOR else \
+        methods.get(job.method, **job.hparams)
+    if method is None:
+        audit_spec = {**audit_spec, "attacks": [a for a in audit_spec["attacks"] if a not in audit.METHOD_ATTACKS]}
     context = {} if validation is None else {"holdout": dataset.test.subset(validation)}
-    if job.method == "retrain":
+    if job.method in (ORACLE, FLOOR):
+        # `model` is the retrained model itself (the floor's from another seed); its cost is a retrain.
         record.update(status="ok", seconds=retrain_seconds, stats=None)
+        unlearned = net
+    elif job.method == ORIGINAL:  # doing nothing costs nothing
+        record.update(status="ok", seconds=0.0, stats=None)
         unlearned = net
     else:
         forget = dataset.train.subset(split.forget)
@@ -263,8 +302,8 @@ def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np
     for attack, values in list(metrics.items()):
         if isinstance(values, dict) and "fpr" in values and "tpr" in values:
             curves["roc"][attack] = {"fpr": list(values.pop("fpr")), "tpr": list(values.pop("tpr"))}
-    if job.method == "retrain":
-        metrics["gap"] = {"avg_gap": 0.0}  # the oracle is its own reference
+    if job.method == ORACLE:
+        metrics["gap"] = audit.gaps(metrics, metrics)  # the oracle is its own reference: all zeros
     record.update(metrics=metrics, flat=audit.flatten(metrics), **curves)
     return record
 

@@ -2,7 +2,10 @@
 
 What BENCHMARKS.md asks a benchmark to show, in one file that opens anywhere (no scripts, no
 external files; every plot is a base64-embedded PNG drawn by matplotlib):
-- the summary tables (mean ± std per method per setting, Avg. Gap to Retrain, time vs retrain);
+- the summary tables (mean ± t interval per method per setting, with n; the `original` and
+  `retrain-floor` reference rows; gap-rmia and gap-mis to Retrain; each method's verdict against
+  the original; time vs retrain), and whether the methods were tuned;
+- the tuning stage: search space, tuned values, every trial and its score;
 - true-class confidence histograms on D_R, D_F, D_T per method, beside Retrain's (for the
   retrained model the D_F and D_T curves coincide; a method that unlearned well looks the same);
 - MIA ROC curves on log-log axes (the low-FPR region is where membership inference matters);
@@ -25,7 +28,18 @@ import numpy as np
 
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.store import ResultStore
-from unlearn.experiments.summary import aggregate, fmt, present_columns
+from unlearn.experiments.summary import (
+    NOTHING,
+    REFERENCE_ORDER,
+    WORSE,
+    aggregate,
+    best_text,
+    caption,
+    fmt,
+    headline_gap,
+    method_label,
+    present_columns,
+)
 from unlearn.files import write_text
 
 PART_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
@@ -55,12 +69,12 @@ def _figure(*args, **kwargs):
 
 def _by_table(records) -> dict[tuple[str, str], dict[str, list]]:
     """(forget set, setting) -> method -> successful records; Retrain's go into every setting."""
-    settings = sorted({r["setting"] for r in records if r["method"] != "retrain"}) or ["with_retain"]
+    settings = sorted({r["setting"] for r in records if r["method"] not in REFERENCE_ORDER}) or ["with_retain"]
     out: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r.get("status") != "ok":
             continue
-        for setting in (settings if r["method"] == "retrain" else [r["setting"]]):
+        for setting in (settings if r["method"] in REFERENCE_ORDER else [r["setting"]]):
             out[(r["forget"], setting)][r["method"]].append(r)
     return out
 
@@ -121,33 +135,75 @@ def roc_curves(methods: dict[str, list]) -> list[str]:
 
 
 def gap_vs_cost(rows: list[dict[str, Any]], forget: str, setting: str) -> str | None:
-    points = [r for r in rows if r["forget"] == forget and r["setting"] == setting and r["status"] == "ok"
-              and r["method"] != "retrain" and r.get("gap.avg_gap") and r.get("time_fraction")]
+    gap = headline_gap(rows)
+    key = f"gap.{gap}"
+    part = [r for r in rows if r["forget"] == forget and r["setting"] == setting and r["status"] == "ok"]
+    points = [r for r in part if r["method"] not in REFERENCE_ORDER and r.get(key) and r.get("time_fraction")
+              and r["time_fraction"]["mean"] > 0]
     if not points:
         return None
     fig, ax = _figure(figsize=(4.2, 3.2))
+    for method, style in (("original", ":"), ("retrain-floor", "--")):
+        ref = next((r for r in part if r["method"] == method and r.get(key)), None)
+        if ref is not None:  # doing nothing, and the noise floor: horizontal lines to compare against
+            ax.axhline(ref[key]["mean"], color="grey", linestyle=style, linewidth=1, label=method)
     for index, r in enumerate(points):
-        x, y = r["time_fraction"][0], r["gap.avg_gap"][0]
-        ax.errorbar(x, y, yerr=r["gap.avg_gap"][1], fmt="o" if index < 10 else "s")
+        x, y = r["time_fraction"]["mean"], r[key]["mean"]
+        spread = r[key]["high"] - y if r[key]["n"] > 1 else 0.0
+        ax.errorbar(x, y, yerr=spread, fmt="o" if index < 10 else "s")
         ax.annotate(r["method"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter("")  # a narrow log range otherwise labels every minor tick
     ax.set_xlabel("unlearning time / retraining time", fontsize=8)
-    ax.set_ylabel("Avg. Gap to Retrain (points)", fontsize=8)
+    ax.set_ylabel(f"{gap} to Retrain (points)", fontsize=8)
     ax.set_title(f"gap vs cost, {forget}, {setting.replace('_', ' ')}", fontsize=9)
+    ax.legend(fontsize=6)
     return _img(fig, "gap vs cost")
 
 
-def _table_html(rows, columns) -> str:
-    head = "<th>method</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+def _table_html(rows, columns, tuned: bool) -> str:
+    head = "<th>method</th><th>n</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns) \
+        + "<th>vs original</th>"
     body = []
     for r in rows:
         if r["status"] == "ok":
             cells = "".join(f"<td>{fmt(r[k], r['n'])}</td>" for k, _ in columns)
+            verdict = r["verdict"] or ""
+            style = ' style="color:#b00"' if verdict in (NOTHING, WORSE) else ""
+            cells += f"<td{style}>{html.escape(verdict)}</td>"
         else:
-            cells = f'<td colspan="{len(columns)}">{html.escape(r["status"])}: {html.escape(r["note"])}</td>'
-        body.append(f"<tr><td>{html.escape(r['method'])}</td>{cells}</tr>")
+            cells = f'<td colspan="{len(columns) + 1}">{html.escape(r["status"])}: {html.escape(r["note"])}</td>'
+        label = method_label({**r, "tuning": tuned})
+        body.append(f"<tr><td>{html.escape(label)}</td><td>{r['n']}</td>{cells}</tr>")
     return f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _td(value) -> str:
+    if value is None:
+        return "<td>n/a</td>"
+    return f"<td>{value:.4g}</td>" if isinstance(value, float) else f"<td>{html.escape(str(value))}</td>"
+
+
+def _tuning_html(tuning: dict[str, Any] | None) -> str:
+    """The tuning stage: per study its search space, tuned values and every trial's score."""
+    if not tuning:
+        return ("<h2>Tuning</h2><p>Untuned: every method ran with the protocol's hyperparameters (the papers' "
+                "defaults); <code>tune.trials: 0</code> or <code>--no-tune</code>.</p>")
+    parts = [f"<h2>Tuning</h2><p>{tuning['trials']} trials per method and setting (Optuna TPE), on a forget set "
+             f"drawn with seed {tuning['forget_seed']} and model seed {tuning['model_seed']}, minimising "
+             f"{html.escape(tuning['objective'])}, scored on {html.escape(tuning['scored_on'])}.</p>"]
+    for study in tuning["studies"]:
+        space = ", ".join(f"{k} ∈ {v}" for k, v in study["space"].items())
+        best = best_text(study)
+        rows = "".join(f"<tr><td>{t['trial']}</td>" + "".join(_td(v) for v in t["params"].values())
+                       + _td(t["score"]) + _td(t["status"]) + "</tr>" for t in study["trials"])
+        head = "<th>trial</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in study["space"]) + \
+            f"<th>{html.escape(tuning['objective'])}</th><th>status</th>"
+        parts.append(f"<details><summary>{html.escape(study['method'])}, {html.escape(study['forget'])}, "
+                     f"{html.escape(study['setting'].replace('_', ' '))}: {html.escape(best)}</summary>"
+                     f"<p>search space: {html.escape(space)}</p><table><thead><tr>{head}</tr></thead>"
+                     f"<tbody>{rows}</tbody></table></details>")
+    return "".join(parts)
 
 
 def _stats_html(methods: dict[str, list]) -> str:
@@ -183,6 +239,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise UnlearnInputError(f"{run_dir}: the run has no finished jobs yet")
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
     env = json.loads((run_dir / "environment.json").read_text()) if (run_dir / "environment.json").is_file() else {}
+    tuning = json.loads((run_dir / "tuning.json").read_text()) if (run_dir / "tuning.json").is_file() and \
+        ((config or {}).get("tune") or {}).get("trials") else None
     rows = aggregate(records, list((config or {}).get("methods") or []))
     columns = present_columns(rows)
     tables = _by_table(records)
@@ -190,14 +248,18 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
              f"<p>{len(records)} job records from <code>{html.escape(str(run_dir))}</code>; "
              f"dataset {html.escape(str(config.get('dataset', '?')))}, model "
              f"{html.escape(str((config.get('model') or {}).get('arch', '?')))}. All figures in percent; "
-             f"mean ± std over seeds. Time: unlearning alone, wall clock; \"time / retrain\" divides it by "
+             f"each cell is the mean over n runs ± the half-width of Student's t 95% interval, an AUC also "
+             f"with DeLong's 95% interval over samples [low, high]. Rows <em>original</em> (the untouched "
+             f"model: the gap of doing nothing) and <em>retrain-floor</em> (a second retrain from another "
+             f"seed: the noise floor); a method whose gap is not clearly below the original's is marked "
+             f"\"{NOTHING}\". Time: unlearning alone, wall clock; \"time / retrain\" divides it by "
              f"the retrain time the model bank recorded when it trained the oracle (possibly in an earlier "
              f"run, under another machine load).</p>"]
     for forget, setting in dict.fromkeys((r["forget"], r["setting"]) for r in rows):
         part = [r for r in rows if r["forget"] == forget and r["setting"] == setting]
         title = f"{forget}, {setting.replace('_', ' ')}"
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(_table_html(part, columns))
+        parts.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(caption(part, tuning))}.</p>")
+        parts.append(_table_html(part, columns, bool(tuning)))
         methods = tables.get((forget, setting), {})
         scatter = gap_vs_cost(part, forget, setting)
         parts.append("<h3>MIA ROC curves (log-log) and gap vs cost</h3><div>"
@@ -205,6 +267,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         parts.append("<h3>True-class confidence: each method beside Retrain</h3><div>"
                      + "".join(histograms(methods)) + "</div>")
         parts.append(_stats_html(methods))
+    parts.append(_tuning_html(tuning))
     parts.append("<h2>Protocol</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>")
     parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(env, indent=1)) + "</pre>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>unlearn report</title>"

@@ -4,8 +4,13 @@ The driver owns the model bank and the results store; executors (local or Ray) o
 specs and return weights or records. The run directory holds:
     config.yaml       the protocol as validated
     environment.json  versions, host, backend, start time
+    tuning.json       the tuning stage's outcome: tuned values, search spaces, every trial's score
+    tune/runs/*.json  one record per tuning trial (and the tuning split's oracle)
     runs/<id>.json    one record per job (metrics, timings, histograms, ROC points)
-    summary.md/.csv   mean ± std per method per setting over seeds
+    summary.md/.csv   mean ± t interval per method per setting over seeds, with the reference rows
+Stages: tune every method (`unlearn.experiments.tune`; skipped with `tune.trials: 0`), train the
+originals, retrains and floor retrains the bank lacks, audit the retrained models (the oracle),
+then the reference rows (`original`, `retrain-floor`) and the methods with their tuned values.
 Re-running the same protocol into the same directory trains nothing the bank holds and re-runs
 no job whose record exists, so an interrupted bench resumes where it stopped.
 """
@@ -29,9 +34,13 @@ from unlearn.bank import ModelBank
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
 from unlearn.experiments.jobs import (
+    FLOOR,
+    ORACLE,
+    ORIGINAL,
     Plan,
     crash_record,
     dataset_of,
+    floor_seed,
     model_from_payload,
     model_payload,
     resolve,
@@ -52,6 +61,8 @@ class BenchResult:
     executed: int = 0       # jobs run by this bench (the rest came from the results store)
     crashed: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    tuning: dict[str, Any] | None = None  # the tuning stage's outcome (None: untuned)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the summary's rows (`summary.aggregate`)
 
 
 def environment(backend: str) -> dict[str, Any]:
@@ -90,8 +101,16 @@ def _progress(enabled: bool | None):
 
 
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
-              bank: ModelBank | None = None, progress: bool | None = None) -> BenchResult:
-    """Run a protocol into `run_dir` (resuming what is there) and write its summary."""
+              bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True) -> BenchResult:
+    """Run a protocol into `run_dir` (resuming what is there) and write its summary.
+
+    `tune=False` (`--no-tune`) skips the tuning stage as `tune.trials: 0` does: every method runs
+    with the protocol's hyperparameters and the tables say "untuned".
+    """
+    from unlearn.experiments.tune import tune_stage, tuned_hparams
+
+    if not tune:
+        config = config.model_copy(update={"tune": config.tune.model_copy(update={"trials": 0})})
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -102,19 +121,21 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
     dataset = dataset_of(*config.dataset_spec)
-    plan = resolve(config, dataset)
     executor = make_executor(backend, address, config.device)
-    result = BenchResult(run_dir, plan, [])
     models_before = len(bank)
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        originals, retrains = _train_stage(plan, bank, executor, progress)
-        oracle = _run_stage(plan.oracle, plan, retrains, retrains, None, bank, store, executor, result,
+        tuning = tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress) \
+            if config.tune.trials else None
+        plan = resolve(config, dataset, tuned_hparams(tuning))
+        result = BenchResult(run_dir, plan, [], tuning=tuning)
+        models = _train_stage(plan, bank, executor, progress)
+        oracle = _run_stage(plan.oracle, plan, models, None, bank, store, executor, result,
                             progress, "auditing retrained models")
         references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
-        _run_stage(plan.runs, plan, originals, retrains, references, bank, store, executor, result, progress,
+        _run_stage(plan.runs, plan, models, references, bank, store, executor, result, progress,
                    "unlearning and auditing")
     finally:
         executor.close()
@@ -126,7 +147,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
         [r for r in result.records if r["status"] == "n/a"]
     result.trained = len(bank) - models_before
     result.seconds = time.perf_counter() - start
-    write_summary(result.records, run_dir, config)
+    result.rows = write_summary(result.records, run_dir, config, tuning)
     return result
 
 
@@ -134,60 +155,69 @@ def _ids(plan: Plan) -> set[str]:
     return {j.id for j in plan.oracle + plan.runs}
 
 
-def _train_stage(plan: Plan, bank: ModelBank, executor, progress):
-    """Originals per model seed and retrains per (forget set, model seed): in the bank, or trained now."""
+def _train_stage(plan: Plan, bank: ModelBank, executor, progress) -> dict[tuple, tuple[Any, float]]:
+    """Originals per model seed, retrains and floor retrains per (forget set, model seed): in the bank,
+    or trained now. Returns (role, split key, model seed) -> (shared payload, training seconds)."""
     from unlearn.training import default_arch_args, get_recipe
 
     config, dataset = plan.config, plan.dataset
     recipe = get_recipe(config.recipe)
     arch, arch_args = config.model.arch, default_arch_args(dataset.name, config.model.arch, config.model.args)
-    wanted = {("original", None, seed): None for seed in config.seeds}
+    # (role, split key, model seed) -> (training indices or None for all, the seed it trains with)
+    wanted = {(ORIGINAL, None, seed): (None, seed) for seed in config.seeds}
     for split_key, seed in plan.retrains():
-        wanted[("retrain", split_key, seed)] = plan.splits[split_key].retain
-    models, missing = {}, []
-    for (role, split_key, seed), indices in wanted.items():
+        wanted[(ORACLE, split_key, seed)] = (plan.splits[split_key].retain, seed)
+    for split_key, seed in plan.floors():
+        wanted[(FLOOR, split_key, seed)] = (plan.splits[split_key].retain, floor_seed(seed))
+    missing, keys = [], set()
+    for role_key, (indices, seed) in wanted.items():
         idx = indices if indices is not None else range(len(dataset.train))
         key = bank.key(dataset, arch, idx, recipe, seed, arch_args)
-        if bank.lookup(key) is None:
-            missing.append(((role, split_key, seed), key, idx))
+        if bank.lookup(key) is None and key.digest not in keys:  # two roles may share one model
+            keys.add(key.digest)
+            missing.append((role_key, key, idx, seed))
     jobs = [{"dataset_spec": config.dataset_spec, "arch": arch, "arch_args": arch_args,
              "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
-             "name": f"{role} seed {seed}"} for (role, _, seed), _, idx in missing]
+             "name": f"{role} seed {seed}"} for (role, _, _), _, idx, seed in missing]
     with _progress(progress) as bar:
         task = bar.add_task("training models for the bank", total=len(jobs))
         for index, out in executor.map(train_job, jobs):
             if isinstance(out, BaseException):
                 raise out
-            _, key, _ = missing[index]
-            bank.put(key, model_from_payload(out["model"]), out["seconds"])
+            bank.put(missing[index][1], model_from_payload(out["model"]), out["seconds"])
             bar.advance(task)
-    for (role, split_key, seed), indices in wanted.items():
+    models = {}
+    for role_key, (indices, seed) in wanted.items():
         model, seconds = bank.get_with_time(dataset, arch, indices, recipe, seed, arch_args=arch_args)
-        models[(role, split_key, seed)] = (executor.share(model_payload(model)), seconds)
-    originals = {seed: models[("original", None, seed)] for seed in config.seeds}
-    retrains = {(split_key, seed): models[("retrain", split_key, seed)] for split_key, seed in plan.retrains()}
-    return originals, retrains
+        models[role_key] = (executor.share(model_payload(model)), seconds)
+    return models
 
 
-def _run_stage(jobs, plan: Plan, models, retrains, references, bank: ModelBank, store: ResultStore, executor,
+def _model_of(job, models: dict[tuple, tuple[Any, float]]):
+    """The payload a job starts from: its retrained model for the oracle and the floor, else the original."""
+    if job.method in (ORACLE, FLOOR):
+        return models[(job.method, job.split_key, job.model_seed)][0]
+    return models[(ORIGINAL, None, job.model_seed)][0]
+
+
+def _run_stage(jobs, plan: Plan, models, references, bank: ModelBank, store: ResultStore, executor,
                result: BenchResult, progress, title: str) -> list[dict[str, Any]]:
     done = [store.get(j.id) for j in jobs if j.id in store]
     todo = [j for j in jobs if j.id not in store]
     audit_spec = plan.config.audit.model_dump()
     kwargs = []
     for job in list(todo):
-        oracle = job.method == "retrain"
+        oracle = job.method == ORACLE
         if not oracle and (job.forget, job.forget_seed, job.model_seed) not in references:
             todo.remove(job)
             result.crashed.append(crash_record(job, RuntimeError("the Retrain oracle of this job crashed")))
             continue
-        payload = models[(job.split_key, job.model_seed)][0] if oracle else models[job.model_seed][0]
         kwargs.append({
             "job": job, "dataset_spec": plan.config.dataset_spec,
             "split": plan.splits[job.split_key], "validation": plan.validation, "evaluation": plan.evaluation,
-            "model": payload, "audit_spec": audit_spec,
+            "model": _model_of(job, models), "audit_spec": audit_spec,
             "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],
-            "retrain_seconds": retrains[(job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
+            "retrain_seconds": models[(ORACLE, job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
             "device": plan.config.device})
     with _progress(progress) as bar:
         task = bar.add_task(title, total=len(todo))

@@ -1,40 +1,231 @@
-"""`unlearn tune`: hyperparameter search that minimises the Avg. Gap to Retrain, as AMUN tunes.
+"""Tuning, a stage of every bench: each method's hyperparameters searched with an equal budget.
 
-AMUN (ICML 2025, Sec. 5) tunes the learning rate and the step of its schedule on a *separate*
-random forget set, so the figures reported on the benchmark's forget sets are not tuned on them.
-Here the separate set is the protocol's first forget set drawn with `tune.forget_seed` (a seed
-the benchmark does not use), on the first original model, in `tune.setting`. Each trial unlearns
-and audits like a bench job (same job function, same results store, so an interrupted search
-keeps every trial it finished), and Optuna's TPE sampler (seeded) proposes the next values.
+Defaults copied from CIFAR-10 ResNet-18 do not transfer to another model or data set (a method
+whose learning rate is too small for the setting forgets nothing), and the papers compare methods
+only after tuning each one on the setting. So before evaluating, a bench tunes every method, per
+forget set and setting, as AMUN (ICML 2025, Sec. 5) tunes its own:
+- on a *separate* forget set: the protocol's forget set drawn with `tune.forget_seed`, a seed the
+  evaluation does not use, on the first original model (and its retrain on that set);
+- scored with the validation half of the test split only, never the evaluation half: that half
+  is itself split in two, one quarter of the test split given to methods as known non-members
+  (SG's auditor), the other quarter the audited D_T of the trials (so a method is not scored on
+  the non-members it trained against); RMIA's reference models are the bench's, trained on
+  random halves of the whole pool as in any RMIA audit, but no evaluation-half point is scored;
+- minimising one named gap (`tune.objective`: gap-rmia when RMIA is audited, else gap-mis);
+- with the same number of trials for every method (`tune.trials`), Optuna's TPE sampler (seeded),
+  over the search space each method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a
+  protocol's `tune.space.<method>` replaces it).
+Trials are bench jobs: the same job function, run by the same executor (local or Ray: one trial
+of every study at a time, in parallel), stored in `RUN_DIR/tune/runs/` so an interrupted search
+keeps what it finished, and Optuna proposes the same values again when the stage is re-run. The
+outcome (tuned values, search spaces, every trial and its score) goes to `RUN_DIR/tuning.json`; a
+second bench with the same protocol reuses it without running a trial.
 
-Search space: `tune.space[method]` in the protocol (a list = choices; `{low, high, log}` = a
-range), else the papers' grids for the hyperparameters the method has: lr in
-{1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5}, AMUN's StepLR period k (`step_size`) in {1, 5, 10},
-SG's alpha in {0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5}. Other hyperparameters keep the protocol's values.
+`unlearn tune --method M CONFIG` runs the same stage for one method and writes a config fragment.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 import yaml
 
 from unlearn.bank import ModelBank
+from unlearn.data import split_holdout
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.config import Config
-from unlearn.files import atomic_path, write_text
+from unlearn.files import write_text
 
-PAPER_GRIDS: dict[str, list] = {
-    "lr": [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5],   # AMUN's grid (docs/methods.md, "amun")
-    "step_size": [1, 5, 10],                           # AMUN's k: StepLR x0.1 every k epochs
-    "alpha": [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],       # SG's auditor weight
+LR = {"low": 1e-5, "high": 1e-1, "log": True}
+EPOCHS = {"low": 1, "high": 10}
+AMUN_LR = [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5]  # AMUN's grid (docs/methods.md, "amun")
+AMUN_SPACE = {"lr": AMUN_LR, "step_size": [1, 5, 10], "epochs": EPOCHS}  # k: StepLR x0.1 every k epochs
+# What each paper tunes, and at least lr and epochs for every method (ranges where the paper gives
+# none). SISA is exact and Retrain the oracle: nothing to tune.
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {
+    "ft": {"lr": LR, "epochs": EPOCHS},
+    "rl": {"lr": LR, "epochs": EPOCHS},
+    "ga": {"lr": LR, "epochs": EPOCHS},
+    "bs": {"lr": LR, "epochs": EPOCHS},
+    "neggrad+": {"lr": LR, "epochs": EPOCHS, "beta": {"low": 0.9, "high": 0.9999}},  # Kurmanji et al.'s α
+    "l1-sparse": {"lr": LR, "epochs": EPOCHS, "gamma": {"low": 5e-5, "high": 5e-4, "log": True}},  # SalUn App.
+    "salun": {"lr": LR, "epochs": EPOCHS},
+    "scrub": {"lr": LR, "epochs": {"low": 2, "high": 10}, "max_epochs": {"low": 1, "high": 5}},  # SCRUB's msteps
+    "amun": AMUN_SPACE,
+    "amun-salun": AMUN_SPACE,
+    "sg": {"alpha": [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], "lr": LR, "epochs": {"low": 5, "high": 30}},  # SG's α grid
 }
+TUNING_FILE = "tuning.json"
+
+
+def search_space(config: Config, method: str) -> dict[str, Any]:
+    """The protocol's `tune.space.<method>`, else the paper's (`DEFAULT_SPACES`); {} = nothing to tune."""
+    from unlearn import methods
+
+    known = methods.get_class(method).hyperparameters()
+    space = config.tune.space.get(method, DEFAULT_SPACES.get(method, {}))
+    unknown = set(space) - set(known)
+    if unknown:
+        raise UnlearnInputError(f"tune.space.{method}: {method} has no hyperparameter(s) {sorted(unknown)}")
+    for name, spec in space.items():
+        _check_spec(method, name, spec)
+    return dict(space)
+
+
+def _check_spec(method: str, name: str, spec) -> None:
+    if isinstance(spec, list) and spec:
+        return
+    if isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log"} and spec["low"] < spec["high"]:
+        return
+    raise UnlearnInputError(f"tune.space.{method}.{name}: give a list of choices or {{low, high, log}} with "
+                            f"low < high, got {spec!r}")
+
+
+def _suggest(trial, name: str, spec):
+    if isinstance(spec, list):
+        return trial.suggest_categorical(name, spec)
+    if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+        return trial.suggest_int(name, spec["low"], spec["high"])
+    return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+
+
+def tuning_halves(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(known non-members given to methods, audited D_T) of the trials: the validation half of the
+    test split, split again in two stratified halves. The evaluation half is not among them."""
+    validation, _evaluation = split_holdout(dataset.test.y.numpy(), seed=0)
+    given, scored = split_holdout(dataset.test.y.numpy()[validation], seed=1)
+    return validation[given], validation[scored]
+
+
+def tuning_protocol(config: Config, methods: list[str] | None = None) -> Config:
+    """The protocol the trials run in: each forget set drawn with `tune.forget_seed`, the first model
+    seed, one run, no reference rows, no tuning of its own."""
+    forget = [spec.model_copy(update={"seeds": [config.tune.forget_seed]}) for spec in config.forget]
+    chosen = {m: config.methods[m] for m in (methods or config.methods)}
+    return config.model_copy(update={"forget": forget, "seeds": [config.seeds[0]], "runs": 1, "methods": chosen,
+                                     "reference_rows": [], "tune": config.tune.model_copy(update={"trials": 0})})
+
+
+def tuning_digest(config: Config, dataset, methods: list[str], settings: list[str]) -> str:
+    """Everything the tuning outcome depends on; a stored outcome with another digest is not reused."""
+    from unlearn.experiments.jobs import context_digest
+
+    blob = {"context": context_digest(config, dataset), "tune": config.tune.model_dump(), "seed": config.seeds[0],
+            "methods": {m: config.hparams(m) for m in methods}, "spaces": {m: search_space(config, m) for m in methods},
+            "settings": settings, "objective": config.tune_objective}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Study:
+    forget: str
+    setting: str
+    method: str
+    space: dict[str, Any]
+    optuna_study: Any
+    trials: list[dict[str, Any]]
+
+
+def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor, progress: bool | None = None,
+               methods: list[str] | None = None, settings: list[str] | None = None) -> dict[str, Any]:
+    """Tune `methods` (default: every tunable method of the protocol) in `settings` (default: the
+    protocol's); return the outcome written to `RUN_DIR/tuning.json` (reused when it matches)."""
+    import optuna
+
+    from unlearn import methods as registry
+    from unlearn.experiments.jobs import RunJob, dataset_of, resolve
+    from unlearn.experiments.runner import BenchResult, _run_stage, _train_stage
+    from unlearn.experiments.store import ResultStore
+
+    run_dir = Path(run_dir)
+    dataset = dataset_of(*config.dataset_spec)
+    methods = [m for m in (methods or config.methods) if m != "retrain" and search_space(config, m)]
+    settings = settings or list(config.settings)
+    digest = tuning_digest(config, dataset, methods, settings)
+    stored = _load(run_dir / TUNING_FILE)
+    if stored is not None and stored.get("digest") == digest:
+        return stored
+
+    tuning = tuning_protocol(config, methods)
+    plan = resolve(tuning, dataset)
+    plan.validation, plan.evaluation = tuning_halves(dataset)
+    store = ResultStore(run_dir / "tune")
+    scratch = BenchResult(run_dir, plan, [])
+    models = _train_stage(plan, bank, executor, progress)
+    oracle = _run_stage(plan.oracle, plan, models, None, bank, store, executor, scratch, progress,
+                        "tuning: auditing retrained models")
+    if scratch.crashed:
+        raise RuntimeError(f"tuning: the Retrain oracle's audit crashed: {scratch.crashed[0]['error']}")
+    references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
+    objective = config.tune_objective
+    model_seed = tuning.seeds[0]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = []
+    for spec in tuning.forget:
+        for setting in settings:
+            for method in methods:
+                if registry.get_class(method).requires_retain and setting == "without_retain":
+                    continue
+                sampler = optuna.samplers.TPESampler(seed=0)
+                studies.append(Study(spec.label, setting, method, search_space(config, method),
+                                     optuna.create_study(direction="minimize", sampler=sampler), []))
+    for _round in range(config.tune.trials):
+        asked, jobs = [], []
+        for study in studies:
+            trial = study.optuna_study.ask()
+            params = {k: _suggest(trial, k, s) for k, s in study.space.items()}
+            hp = {**config.hparams(study.method), **params}
+            jobs.append(RunJob(study.method, json.dumps(hp, sort_keys=True), study.setting, study.forget,
+                               config.tune.forget_seed, model_seed, 0, plan.oracle[0].context))
+            asked.append((study, trial, params))
+        scratch.crashed = []
+        records = {r["id"]: r for r in _run_stage(jobs, plan, models, references, bank, store, executor, scratch,
+                                                   progress, f"tuning: trial {_round + 1} of {config.tune.trials}")}
+        for (study, trial, params), job in zip(asked, jobs):
+            record = records.get(job.id, {"status": "crashed"})
+            score = (record.get("metrics") or {}).get("gap", {}).get(objective) if record["status"] == "ok" else None
+            if score is None or not math.isfinite(score):
+                study.optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.optuna_study.tell(trial, float(score))
+            study.trials.append({"trial": trial.number, "params": params, "score": score, "status": record["status"],
+                                 "seconds": record.get("seconds"), "error": record.get("error")})
+    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials,
+               "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
+               "scored_on": f"{len(plan.evaluation)} test points of the validation half (evaluation half untouched)",
+               "studies": [_best(config, study) for study in studies]}
+    write_text(run_dir / TUNING_FILE, json.dumps(outcome, indent=1, default=str))
+    return outcome
+
+
+def _best(config: Config, study: Study) -> dict[str, Any]:
+    finished = [t for t in study.trials if t["score"] is not None and math.isfinite(t["score"])]
+    best = min(finished, key=lambda t: t["score"]) if finished else None
+    return {"forget": study.forget, "setting": study.setting, "method": study.method, "space": study.space,
+            "best": {**config.hparams(study.method), **best["params"]} if best else None,
+            "best_score": best["score"] if best else None, "trials": study.trials}
+
+
+def tuned_hparams(outcome: dict[str, Any] | None) -> dict[tuple[str, str, str], dict]:
+    """(forget set, setting, method) -> tuned hyperparameters, for `jobs.resolve`. A study whose
+    every trial failed tunes nothing: that method runs with the protocol's values, labelled untuned."""
+    if not outcome:
+        return {}
+    return {(s["forget"], s["setting"], s["method"]): s["best"] for s in outcome["studies"] if s["best"] is not None}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -44,109 +235,43 @@ class TuneResult:
     best_gap: float
     trials: list[dict[str, Any]]
     fragment: Path
-
-
-def search_space(config: Config, method: str) -> dict[str, Any]:
-    from unlearn import methods
-
-    known = methods.get_class(method).hyperparameters()
-    space = config.tune.space.get(method)
-    if space is None:
-        space = {k: grid for k, grid in PAPER_GRIDS.items() if k in known}
-    unknown = set(space) - set(known)
-    if unknown:
-        raise UnlearnInputError(f"tune.space.{method}: {method} has no hyperparameter(s) {sorted(unknown)}")
-    if not space:
-        raise UnlearnInputError(f"tune.space.{method}: nothing to tune; give a search space in the protocol")
-    return space
-
-
-def _suggest(trial, name: str, spec):
-    if isinstance(spec, list):
-        return trial.suggest_categorical(name, spec)
-    if isinstance(spec, dict) and {"low", "high"} <= set(spec):
-        if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
-            return trial.suggest_int(name, spec["low"], spec["high"])
-        return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
-    raise UnlearnInputError(f"tune space for {name}: give a list of choices or {{low, high, log}}, got {spec!r}")
+    outcome: dict[str, Any]
 
 
 def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None = None,
-         bank: ModelBank | None = None, progress: bool | None = None, out: str | Path | None = None) -> TuneResult:
-    """Search `method`'s hyperparameters on the protocol's tuning forget set; write the best as a fragment."""
-    import optuna
-
-    from unlearn.experiments.jobs import RunJob, context_digest, model_payload, run_job
-    from unlearn.experiments.runner import run_bench
-    from unlearn.experiments.store import ResultStore
+         bank: ModelBank | None = None, progress: bool | None = None, out: str | Path | None = None,
+         backend: str = "local", address: str | None = None) -> TuneResult:
+    """`unlearn tune`: the tuning stage for one method; write its best values (first forget set and
+    setting) as a config fragment to paste under `methods:`."""
+    from unlearn.experiments.executors import make_executor
 
     if method not in config.methods:
         raise UnlearnInputError(f"--method {method}: not among the protocol's methods ({', '.join(config.methods)})")
     if method == "retrain":
         raise UnlearnInputError("--method retrain: the oracle has nothing to tune")
-    space = search_space(config, method)
-    spec = config.forget[0].model_copy(update={"seeds": [config.tune.forget_seed]})
-    tuning = config.model_copy(update={"forget": [spec], "seeds": [config.seeds[0]], "runs": 1,
-                                       "methods": {method: config.hparams(method)},
-                                       "settings": [config.tune.setting]})
+    if not search_space(config, method):
+        raise UnlearnInputError(f"tune.space.{method}: nothing to tune; give a search space in the protocol")
+    if trials is not None:
+        config = config.model_copy(update={"tune": config.tune.model_copy(update={"trials": trials})})
+    if not config.tune.trials:
+        raise UnlearnInputError("tune: trials is 0; give --trials or tune.trials in the protocol")
     bank = bank if bank is not None else ModelBank()
-    # The bench of the tuning protocol trains the models and audits the oracle (and the protocol's
-    # own hyperparameters, the baseline the search must beat).
-    base = run_bench(tuning, run_dir, bank=bank, progress=progress)
-    oracle = next(r for r in base.records if r["method"] == "retrain")
-    plan, store = base.plan, ResultStore(run_dir)
-    model_seed, split_key = tuning.seeds[0], (spec.label, config.tune.forget_seed)
-    original, _ = bank.get_with_time(plan.dataset, tuning.model.arch, None, tuning.recipe, model_seed,
-                                     arch_args=_arch_args(tuning, plan.dataset))
-    payload = model_payload(original)
-    context = context_digest(tuning, plan.dataset)
-    history: list[dict[str, Any]] = []
-
-    def objective(trial) -> float:
-        hp = {**config.hparams(method), **{k: _suggest(trial, k, s) for k, s in space.items()}}
-        job = RunJob(method, json.dumps(hp, sort_keys=True), config.tune.setting, spec.label,
-                     config.tune.forget_seed, model_seed, 0, context)
-        record = store.get(job.id)
-        if record is None:
-            record = run_job(job, tuning.dataset_spec, plan.splits[split_key], plan.validation,
-                             plan.evaluation, payload, tuning.audit.model_dump(), oracle["metrics"],
-                             oracle["retrain_seconds"], str(bank.root), tuning.device)
-            store.put(record)
-        gap = record.get("flat", {}).get("gap.avg_gap", math.nan) if record["status"] == "ok" else math.nan
-        history.append({"trial": trial.number, **hp, "avg_gap": gap, "status": record["status"],
-                        "seconds": record.get("seconds")})
-        return gap  # NaN marks the trial failed (diverged); Optuna then ignores it
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
-    threads = torch.get_num_threads()
-    if config.torch_threads:  # as in the bench (see Config.torch_threads)
-        torch.set_num_threads(config.torch_threads)
+    executor = make_executor(backend, address, config.device)
     try:
-        study.optimize(objective, n_trials=trials or config.tune.trials)
+        outcome = tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress, methods=[method],
+                             settings=[config.tune.setting] if config.tune.setting else None)
     finally:
-        torch.set_num_threads(threads)
-    finished = [t for t in study.trials if t.value is not None and not math.isnan(t.value)]
-    if not finished:
+        executor.close()
+    study = outcome["studies"][0]
+    if study["best"] is None:
         raise UnlearnInputError(f"tune {method}: every trial failed (diverged); narrow the search space")
-    best = min(finished, key=lambda t: t.value)
-    best_params = {**config.hparams(method), **best.params}
-    run_dir = Path(run_dir)
-    with atomic_path(run_dir / f"trials-{method}.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    fragment = Path(out) if out is not None else run_dir / f"best-{method}.yaml"
+    history = [{"trial": t["trial"], **t["params"], config.tune_objective: t["score"], "status": t["status"]}
+               for t in study["trials"]]
+    fragment = Path(out) if out is not None else Path(run_dir) / f"best-{method}.yaml"
     write_text(
         fragment,
-        f"# unlearn tune --method {method}: best Avg. Gap to Retrain {best.value:.2f} over {len(finished)} "
-        f"trials\n# on forget set {spec.label} drawn with seed {config.tune.forget_seed}, model seed {model_seed}, "
-        f"{config.tune.setting}. Paste under `methods:`.\n"
-        + yaml.safe_dump({"methods": {method: best_params}}, sort_keys=False))
-    return TuneResult(method, best_params, float(best.value), history, fragment)
-
-
-def _arch_args(config: Config, dataset) -> dict:
-    from unlearn.training import default_arch_args
-
-    return default_arch_args(dataset.name, config.model.arch, config.model.args)
+        f"# unlearn tune --method {method}: best {outcome['objective']} {study['best_score']:.2f} over "
+        f"{len(history)} trials\n# on forget set {study['forget']} drawn with seed {config.tune.forget_seed}, "
+        f"model seed {outcome['model_seed']}, {study['setting']}. Paste under `methods:`.\n"
+        + yaml.safe_dump({"methods": {method: study["best"]}}, sort_keys=False))
+    return TuneResult(method, study["best"], float(study["best_score"]), history, fragment, outcome)

@@ -1,0 +1,169 @@
+"""A fair comparison by default: reference rows and their verdict, tuning on its own data, untuned label.
+
+Real digits models and audits (the tiny protocol of test_experiments.py); tuning with two trials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from test_experiments import as_yaml, tiny_protocol
+
+from unlearn.experiments import parse_config, run_bench
+from unlearn.experiments.summary import NOTHING, WORSE
+
+TUNED_SPACE = {"ft": {"lr": [0.001, 0.05, 0.2], "epochs": [1, 2]}}
+
+
+@pytest.fixture
+def two_bad_methods():
+    """A method that returns the model unchanged, and one that re-initialises it: doing nothing and
+    wrecking, the two failures the verdict must tell apart."""
+    from unlearn.methods import base
+
+    @base.register
+    class DoNothing(base.Method):
+        name = "do-nothing"
+
+        def __init__(self, lr: float = 0.01):
+            self.lr = lr
+
+        def _unlearn(self, model, forget, retain, *, seed, device, **context):
+            return model
+
+    @base.register
+    class Scramble(DoNothing):
+        name = "scramble"
+
+        def _unlearn(self, model, forget, retain, *, seed, device, **context):
+            torch.manual_seed(seed)
+            for layer in model.modules():
+                if isinstance(layer, torch.nn.Linear):
+                    layer.reset_parameters()
+            return model
+
+    yield "do-nothing", "scramble"
+    base._METHODS.pop("do-nothing")
+    base._METHODS.pop("scramble")
+
+
+def test_a_method_that_changes_nothing_is_flagged_forgot_nothing_detectable(two_bad_methods, tmp_path, bank):
+    raw = tiny_protocol({name: {} for name in two_bad_methods})
+    raw["settings"] = ["without_retain"]
+    result = run_bench(parse_config(as_yaml(raw)), tmp_path / "run", bank=bank, progress=False)
+    rows = {r["method"]: r for r in result.rows}
+    assert rows["do-nothing"]["gap.gap-rmia"]["mean"] == rows["original"]["gap.gap-rmia"]["mean"]
+    assert rows["do-nothing"]["verdict"] == NOTHING
+    # a re-initialised model (chance accuracy) changed, for the worse
+    assert rows["scramble"]["acc.test"]["mean"] < 30
+    assert rows["scramble"]["verdict"] == WORSE
+    assert rows["original"]["verdict"] is None and rows["retrain-floor"]["verdict"] is None
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "| do-nothing | 1 |" in summary and f"| {NOTHING} |" in summary and f"| {WORSE} |" in summary
+
+
+def _poisoned(dataset, rows: np.ndarray):
+    """The dataset with the inputs of test points `rows` replaced by noise (labels kept, so the
+    stratified halves of the test split stay the same)."""
+    x = dataset.test.x.clone()
+    gen = torch.Generator().manual_seed(0)
+    if x.dtype == torch.uint8:
+        x[rows] = torch.randint(0, 256, x[rows].shape, generator=gen, dtype=torch.uint8)
+    else:
+        x[rows] = torch.rand(x[rows].shape, generator=gen).to(x.dtype) * x.max()
+    return replace(dataset, test=replace(dataset.test, x=x))
+
+
+def test_tuning_never_reads_the_evaluation_half_of_the_test_split(tmp_path, bank, monkeypatch):
+    from unlearn.data import split_holdout
+    from unlearn.experiments import jobs
+    from unlearn.experiments.executors import LocalExecutor
+    from unlearn.experiments.tune import tune_stage, tuning_halves
+
+    # No RMIA here: its reference models train on random halves of train + test (as in any RMIA),
+    # so only the scored points could be checked; MIS and the loss MIA read exactly the points scored.
+    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}}, attacks=("acc", "mis", "loss"))
+    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": TUNED_SPACE}
+    config = parse_config(as_yaml(raw))
+    clean = jobs.dataset_of(*config.dataset_spec)
+    validation, evaluation = split_holdout(clean.test.y.numpy(), seed=0)
+    given, scored = tuning_halves(clean)
+    assert set(given) | set(scored) == set(validation) and not set(given) & set(scored)
+
+    def trial_scores(dataset, name):
+        monkeypatch.setitem(jobs._DATASETS, config.dataset_spec, dataset)
+        outcome = tune_stage(config, tmp_path / name, bank=bank, executor=LocalExecutor(), progress=False)
+        return [(t["params"], t["score"]) for t in outcome["studies"][0]["trials"]]
+
+    baseline = trial_scores(clean, "clean")
+    assert all(score is not None for _, score in baseline)
+    assert trial_scores(_poisoned(clean, evaluation), "evaluation-poisoned") == baseline
+    # the check can fail: noise in the half tuning does read changes the scores
+    assert trial_scores(_poisoned(clean, validation), "validation-poisoned") != baseline
+
+
+def test_bench_tunes_each_method_evaluates_the_tuned_values_and_reuses_them(tmp_path, bank):
+    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}, "sisa": {}})
+    raw["settings"] = ["with_retain"]
+    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": TUNED_SPACE}
+    config = parse_config(as_yaml(raw))
+    first = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert not first.crashed
+    tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
+    (study,) = tuning["studies"]  # SISA is exact: nothing to tune
+    assert (study["method"], study["space"], len(study["trials"])) == ("ft", TUNED_SPACE["ft"], 2)
+    assert tuning["objective"] == "gap-rmia" and tuning["forget_seed"] == 5
+    ft = next(r for r in first.records if r["method"] == "ft")
+    assert ft["tuned"] and ft["hparams"] == study["best"] and ft["forget_seed"] == 0
+    rows = {r["method"]: r for r in first.rows}
+    assert rows["ft"]["tuned"] is True and rows["sisa"]["tuned"] is False
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "methods tuned: 2 trials each on forget seed 5" in summary and "| sisa (untuned) |" in summary
+    assert "- ft (r10, with retain): best" in summary
+
+    again = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert again.executed == 0 and again.trained == 0 and again.tuning == first.tuning
+
+    untuned = run_bench(config, tmp_path / "untuned", bank=bank, progress=False, tune=False)
+    assert not (tmp_path / "untuned" / "tuning.json").exists()
+    ft = next(r for r in untuned.records if r["method"] == "ft")
+    assert not ft["tuned"] and ft["hparams"] == {"lr": 0.01, "epochs": 1}
+    assert "untuned: every method with the protocol's hyperparameters" in (tmp_path / "untuned" / "summary.md").read_text()
+
+
+def test_tuning_refuses_a_forget_seed_of_the_evaluation_and_a_class_forget_set():
+    from unlearn.errors import UnlearnInputError
+
+    raw = tiny_protocol()
+    raw["tune"] = {"trials": 2, "forget_seed": 0}
+    with pytest.raises(UnlearnInputError, match="tune.forget_seed 0 is an evaluation seed"):
+        parse_config(as_yaml(raw))
+    raw["tune"] = {"trials": 2}
+    raw["forget"] = [{"kind": "class", "classes": [1]}]
+    with pytest.raises(UnlearnInputError, match="no separate tuning set"):
+        parse_config(as_yaml(raw))
+    raw["tune"] = {"trials": 0}
+    assert parse_config(as_yaml(raw)).forget[0].kind == "class"
+
+
+def test_unlearn_forget_warns_when_the_model_forgot_nothing_detectable(tmp_path, digits, digits_split,
+                                                                     digits_original, capsys):
+    from unlearn import data, models
+    from unlearn.cli import main
+
+    model_file = models.save_model(digits_original, tmp_path / "original.safetensors")
+    forget_csv = data.save_forget_csv(tmp_path / "forget.csv", digits_split.forget)
+
+    def forget(*sets):
+        with pytest.raises(SystemExit) as info:
+            main(["forget", "--model", str(model_file), "--forget", str(forget_csv), "--method", "ga", "--no-retain",
+                  "--out", str(tmp_path / "new.safetensors"), *[a for s in sets for a in ("--set", s)]])
+        assert not info.value.code
+        return capsys.readouterr().out
+
+    assert "forgot nothing detectable" in forget("lr=0.000001", "epochs=1")
+    assert "forgot nothing detectable" not in forget("lr=0.3", "epochs=5")  # forget accuracy drops > 10 points
