@@ -167,3 +167,16 @@ def test_unlearn_forget_warns_when_the_model_forgot_nothing_detectable(tmp_path,
 
     assert "forgot nothing detectable" in forget("lr=0.000001", "epochs=1")
     assert "forgot nothing detectable" not in forget("lr=0.3", "epochs=5")  # forget accuracy drops > 10 points
+
+
+def test_every_method_has_a_search_space_with_lr_and_epochs_when_it_has_them():
+    from unlearn import methods
+    from unlearn.experiments.tune import DEFAULT_SPACES
+
+    for name in methods.available():
+        if name in ("retrain", "sisa"):  # the oracle, and exact unlearning: nothing to tune
+            continue
+        known = methods.get_class(name).hyperparameters()
+        space = DEFAULT_SPACES[name]
+        assert space and set(space) <= set(known), name
+        assert {"lr", "epochs"} & set(known) <= set(space), name

@@ -31,7 +31,10 @@ def test_ray_and_local_backends_agree_on_digits(ray_instance, tmp_path, bank):
         pytest.skip("unlearn.audit.evaluate has not landed yet; the bench audits through it")
     # One method in both settings: two trainings, an oracle job and two run jobs cover every
     # kind of work; more jobs would only cost time.
-    config = parse_config(yaml.safe_dump(tiny_protocol({"ga": {"epochs": 1}}), sort_keys=False))
+    raw = tiny_protocol({"ga": {"epochs": 1}})
+    # Two tuning trials per setting: trials are jobs too, run by the same executor.
+    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": {"ga": {"lr": [1e-4, 1e-2, 0.1]}}}
+    config = parse_config(yaml.safe_dump(raw, sort_keys=False))
     # Ray workers run one torch thread per task; so does the local run, so the float sums match.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -44,6 +47,11 @@ def test_ray_and_local_backends_agree_on_digits(ray_instance, tmp_path, bank):
     assert not local.crashed and not remote.crashed
     # originals and retrains (stored by the driver) and RMIA's reference models all in the fresh bank
     assert remote.trained == len(ray_bank) >= 2 + config.audit.n_reference
+    def trials(result):  # the same values proposed and scored in the same order
+        return [(t["params"], t["score"]) for study in result.tuning["studies"] for t in study["trials"]]
+
+    assert [p for p, _ in trials(remote)] == [p for p, _ in trials(local)]
+    assert [s for _, s in trials(remote)] == pytest.approx([s for _, s in trials(local)], abs=1e-6)
     by_id = {r["id"]: r for r in local.records}
     assert {r["id"] for r in remote.records} == set(by_id)
     for r in remote.records:

@@ -46,8 +46,8 @@ LR = {"low": 1e-5, "high": 1e-1, "log": True}
 EPOCHS = {"low": 1, "high": 10}
 AMUN_LR = [1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5]  # AMUN's grid (docs/methods.md, "amun")
 AMUN_SPACE = {"lr": AMUN_LR, "step_size": [1, 5, 10], "epochs": EPOCHS}  # k: StepLR x0.1 every k epochs
-# What each paper tunes, and at least lr and epochs for every method (ranges where the paper gives
-# none). SISA is exact and Retrain the oracle: nothing to tune.
+# What each paper tunes, and at least lr and epochs for every method that has them (ranges where
+# the paper gives none). SISA is exact and Retrain the oracle: nothing to tune.
 DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "ft": {"lr": LR, "epochs": EPOCHS},
     "rl": {"lr": LR, "epochs": EPOCHS},
@@ -60,6 +60,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "amun": AMUN_SPACE,
     "amun-salun": AMUN_SPACE,
     "sg": {"alpha": [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], "lr": LR, "epochs": {"low": 5, "high": 30}},  # SG's α grid
+    "bad-teacher": {"lr": LR, "epochs": EPOCHS},
+    # No optimiser, so no lr or epochs: the strength of the edit is what the papers tune.
+    "fisher": {"alpha": {"low": 1e-8, "high": 1e-5, "log": True}},  # the authors' notebook sweep
+    "ssd": {"alpha": {"low": 1.0, "high": 100.0, "log": True}, "lam": {"low": 0.1, "high": 5.0, "log": True}},
 }
 TUNING_FILE = "tuning.json"
 
