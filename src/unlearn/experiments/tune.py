@@ -64,6 +64,9 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     # No optimiser, so no lr or epochs: the strength of the edit is what the papers tune.
     "fisher": {"alpha": {"low": 1e-8, "high": 1e-5, "log": True}},  # the authors' notebook sweep
     "ssd": {"alpha": {"low": 1.0, "high": 100.0, "log": True}, "lam": {"low": 0.1, "high": 5.0, "log": True}},
+    # The head's L2 weight λ and loss-perturbation scale σ trade accuracy against the removal
+    # budget (Guo et al.); ε and δ are the user's guarantee, not a knob to tune.
+    "certified": {"lam": {"low": 1e-5, "high": 1e-2, "log": True}, "sigma": {"low": 0.01, "high": 10.0, "log": True}},
 }
 TUNING_FILE = "tuning.json"
 
