@@ -305,6 +305,7 @@ def test_tune_finds_the_best_of_its_trials_and_writes_a_loadable_fragment(audit_
     result = tune(config, "ft", tmp_path / "tune", bank=bank, progress=False)
     gaps = [t["gap-rmia"] for t in result.trials if t["status"] == "ok"]
     assert len(result.trials) == 4 and result.best_gap == min(gaps)
+    assert result.trials[0]["lr"] == 0.01  # the first trial is the protocol's own value
     assert result.best_params["lr"] in (0.5, 0.01, 0.001) and result.best_params["epochs"] == 1
     # the search ran on its own forget set, not on the benchmark's, and kept every trial
     records = [json.loads(p.read_text()) for p in (tmp_path / "tune" / "tune" / "runs").glob("*.json")]

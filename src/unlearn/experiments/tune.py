@@ -14,7 +14,10 @@ forget set and setting, as AMUN (ICML 2025, Sec. 5) tunes its own:
 - minimising one named gap (`tune.objective`: gap-rmia when RMIA is audited, else gap-mis);
 - with the same number of trials for every method (`tune.trials`), Optuna's TPE sampler (seeded),
   over the search space each method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a
-  protocol's `tune.space.<method>` replaces it).
+  protocol's `tune.space.<method>` replaces it). The first trial is the protocol's own values
+  (the paper's defaults) when they lie in the space, so a tuned method is never worse on the
+  tuning set than its defaults: on mnist1d, 8 random-start trials without it left RL and SalUn
+  above their untuned gap (6.9 and 6.2 vs 5.5 and 5.7).
 Trials are bench jobs: the same job function, run by the same executor (local or Ray: one trial
 of every study at a time, in parallel), stored in `RUN_DIR/tune/runs/` so an interrupted search
 keeps what it finished, and Optuna proposes the same values again when the stage is re-run. The
@@ -69,6 +72,9 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "certified": {"lam": {"low": 1e-5, "high": 1e-2, "log": True}, "sigma": {"low": 0.01, "high": 10.0, "log": True}},
 }
 TUNING_FILE = "tuning.json"
+# Bumped when the search itself changes, so a stored outcome of an older search is not reused.
+# 2: the first trial of every study is the protocol's own values.
+TUNING_PROCEDURE = 2
 
 
 def search_space(config: Config, method: str) -> dict[str, Any]:
@@ -125,8 +131,24 @@ def tuning_digest(config: Config, dataset, methods: list[str], settings: list[st
 
     blob = {"context": context_digest(config, dataset), "tune": config.tune.model_dump(), "seed": config.seeds[0],
             "methods": {m: config.hparams(m) for m in methods}, "spaces": {m: search_space(config, m) for m in methods},
-            "settings": settings, "objective": config.tune_objective}
+            "settings": settings, "objective": config.tune_objective, "procedure": TUNING_PROCEDURE}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def protocol_point(config: Config, method: str, space: dict[str, Any]) -> dict[str, Any] | None:
+    """The protocol's values of the searched hyperparameters (the paper's defaults unless it sets
+    others), when every one lies in the search space; else None."""
+    from unlearn import methods as registry
+
+    values = {**registry.get_class(method).hyperparameters(), **config.hparams(method)}
+    point = {k: values[k] for k in space}
+
+    def inside(value, spec) -> bool:
+        if isinstance(spec, list):
+            return value in spec
+        return isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
+
+    return point if all(inside(point[k], spec) for k, spec in space.items()) else None
 
 
 @dataclass
@@ -181,8 +203,12 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 if registry.get_class(method).requires_retain and setting == "without_retain":
                     continue
                 sampler = optuna.samplers.TPESampler(seed=0)
-                studies.append(Study(spec.label, setting, method, search_space(config, method),
-                                     optuna.create_study(direction="minimize", sampler=sampler), []))
+                study = Study(spec.label, setting, method, search_space(config, method),
+                              optuna.create_study(direction="minimize", sampler=sampler), [])
+                start = protocol_point(config, method, study.space)
+                if start:  # the first trial is the protocol's own values: tuning never does worse than them
+                    study.optuna_study.enqueue_trial(start)
+                studies.append(study)
     for _round in range(config.tune.trials):
         asked, jobs = [], []
         for study in studies:
