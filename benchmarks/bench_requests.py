@@ -81,7 +81,7 @@ def main() -> None:
             seconds = (retrain_seconds(bank, ds, base, order[:k * args.size]) if method == "retrain"
                        else step["seconds"])
             rows.append({"request": k, "branch": branch, "seconds": seconds, "wall_seconds": wall,
-                         "avg_gap": certificate["gap_to_retrained"]["avg_gap"],
+                         "avg_gap": certificate["gap_to_retrained"]["gap-rmia"],
                          "forget_acc": certificate["figures"]["model"]["acc"]["forget"],
                          "retrained_forget_acc": certificate["figures"]["retrained"]["acc"]["forget"],
                          "all_deleted_gap": certificate["all_deleted_accuracy_gap"]["avg_gap"],

@@ -182,7 +182,7 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
     last = certificates[-1]
     assert last["verdict"] in (CONSISTENT, NOT_CONSISTENT)
     assert last["retrained"]["n_train"] == len(ds.train) - 5 * REQUEST_SIZE
-    assert 0 <= last["gap_to_retrained"]["avg_gap"] < 100
+    assert 0 <= last["gap_to_retrained"]["gap-rmia"] < 100
     assert run(["requests", "check", *options], capsys)[0] == 0
 
     # The same five requests on two branches from the base model: Retrain, then a do-nothing "method".
@@ -201,7 +201,7 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
         [json_file] = (tmp_path / name).glob("request-5-*.json")
         verdicts[name] = json.loads(json_file.read_text())
     assert verdicts["retrained"]["verdict"] == CONSISTENT
-    assert verdicts["retrained"]["gap_to_retrained"]["avg_gap"] == 0.0
+    assert verdicts["retrained"]["gap_to_retrained"]["gap-rmia"] == 0.0
     assert verdicts["nothing"]["verdict"] == NOT_CONSISTENT
     assert verdicts["nothing"]["checks"]["accuracy"]["passed"] is False
     # The thresholds decide, and the certificate states them: wide enough, even doing nothing passes.

@@ -216,5 +216,5 @@ def verify(
                         ["check", "figure", "model", "retrained", "gap", "allowed", "result"], rows))
     if "gap_to_retrained" in certificate:
         console.print(f"Avg. Gap to the retrained model on the request's samples: "
-                      f"{certificate['gap_to_retrained']['avg_gap']:.2f}")
+                      f"{certificate['gap_to_retrained']['gap-rmia']:.2f} (gap-rmia)")
     console.print(f"certificate: {json_path} and {html_path} (ledger head {certificate['ledger']['head'][:12]})")

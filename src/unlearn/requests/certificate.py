@@ -62,8 +62,8 @@ def render_html(c: dict) -> str:
         f"</code></td></tr>" for step in c["lineage"])
     gap = c.get("gap_to_retrained")
     gap_line = "" if gap is None else (
-        f"<p>Avg. Gap to the retrained model on this request's samples: <b>{_fmt(gap['avg_gap'])}</b> points "
-        f"({', '.join(f'{esc(k)} {_fmt(v)}' for k, v in gap.items() if k != 'avg_gap')}).</p>")
+        f"<p>Avg. Gap (gap-rmia) to the retrained model on this request's samples: <b>{_fmt(gap['gap-rmia'])}</b> "
+        f"points ({', '.join(f'|Δ| {esc(k)} {_fmt(v)}' for k, v in gap.items() if not k.startswith('gap-'))}).</p>")
     exact = c.get("exact")
     exact_line = "" if exact is None else f"<p><b>Exact unlearning.</b> {esc(exact['statement'])}.</p>"
     thresholds = ", ".join(f"{esc(k)} = {_fmt(v)}" for k, v in c["thresholds"].items())
