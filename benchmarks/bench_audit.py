@@ -38,6 +38,11 @@ CIFAR = Path(os.environ.get("UNLEARN_CIFAR10", Path(__file__).resolve().parents[
 MIAS = ("loss", "rmia", "rmia-offline", "lira", "lira-offline")
 
 
+def _rate(percent) -> str:
+    """A TPR the audit reports as None when D_T has too few non-members for its FPR."""
+    return "n/a" if percent is None else f"{percent:.1f}"
+
+
 def scaling(counts: list[int], seed: int) -> None:
     ds = data.load("digits")
     split = data.random_forget(len(ds.train), fraction=0.1, seed=seed)
@@ -106,7 +111,7 @@ def leak(use_cifar: bool, n_reference: int, seeds: list[int]) -> None:
             train_acc = audit.accuracies(model, ds.train.subset(split.forget), ds.train, ds.test)["retain"]
             print(f"| {seed} | {name} | {train_acc:.1f} | {r['acc']['test']:.1f} | {r['acc']['forget']:.1f} | "
                   + " | ".join(f"{r[m]['auc']:.1f}" for m in MIAS)
-                  + f" | {r['rmia']['tpr_at_1pct_fpr']:.1f} | {r['mis']['mis']:.1f} | {trained:.0f} | "
+                  + f" | {_rate(r['rmia']['tpr_at_1pct_fpr'])} | {r['mis']['mis']:.1f} | {trained:.0f} | "
                   f"{audit_seconds:.0f} |", flush=True)
 
 
@@ -199,7 +204,7 @@ def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_see
                 for c in counts:
                     out = table[c][row]
                     cells.append(out["error"] if "error" in out else
-                                 f"{out['auc']:.1f} / {out['tpr_at_1pct_fpr']:.1f}"
+                                 f"{out['auc']:.1f} / {_rate(out['tpr_at_1pct_fpr'])}"
                                  + (f" (a={out['offline_a']:.1f})" if "offline_a" in out else ""))
                 print(f"| {row} | " + " | ".join(cells) + " |", flush=True)
 

@@ -74,7 +74,9 @@ def test_bench_records_ulira_epsilon_and_relearning_per_method(tmp_path, bank):
            "recipe": {"lr": 0.05, "epochs": 8, "batch_size": 64, "schedule": "onecycle", "weight_decay": 0.0},
            "forget": [{"name": "r10", "kind": "random", "fraction": 0.1, "seeds": [0]}], "settings": ["with_retain"],
            "methods": {"retrain": None, "ft": {"lr": 0.01, "epochs": 1}},
-           "audit": {"attacks": ["acc", "ulira", "epsilon", "relearn"], "n_models": 2, "n_shadow": 4}}
+           "audit": {"attacks": ["acc", "ulira", "epsilon", "relearn"], "n_models": 2, "n_shadow": 4},
+           # no gap to tune against (neither RMIA nor MIS) and no reference rows: the method audits only
+           "tune": {"trials": 0}, "reference_rows": []}
     config = parse_config(yaml.safe_dump(raw, sort_keys=False))
     result = run_bench(config, tmp_path / "run", bank=bank, progress=False)
     assert not result.crashed
