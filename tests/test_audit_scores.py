@@ -240,6 +240,8 @@ def test_query_views_shift_signals_and_images_as_the_augmentation_does():
     flips = query_views(image, 2, flip=True)
     assert torch.equal(flips[1], image.flip(-1))
     assert len(query_views(image, 100, flip=True, crop_padding=1)) == 2 * 9
+    # 0 = the model's own augmentation: the flip for a recipe that flips, nothing for one that does not.
+    assert len(query_views(image, 0, flip=True)) == 2 and len(query_views(signal, 0)) == 1
 
 
 def test_epsilon_known_answers():

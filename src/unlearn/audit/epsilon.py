@@ -79,7 +79,9 @@ def epsilon_summary(unlearned_loss, retrained_loss, accuracies_unlearned, accura
     finite = eps[np.isfinite(eps)]
     return {"score": 100 * quality * ra * ta, "forgetting_quality": 100 * quality,
             "ra_ratio": float(ra), "ta_ratio": float(ta),
-            "median_epsilon": float(np.median(eps)), "separated": 100 * float(np.mean(~np.isfinite(eps))),
+            # None: more than half of D_F perfectly separated (ε = ∞; JSON has no infinity)
+            "median_epsilon": float(np.median(eps)) if np.isfinite(np.median(eps)) else None,
+            "separated": 100 * float(np.mean(~np.isfinite(eps))),
             "max_finite_epsilon": float(finite.max()) if finite.size else 0.0, "n_models": len(unlearned_loss)}
 
 

@@ -56,9 +56,10 @@ def lira(target_logits: torch.Tensor, labels: torch.Tensor, references: Referenc
          offline: bool = False, fixed_variance: bool | None = None, queries: int = 1) -> dict:
     """LiRA of D_F (points with `is_forget`) vs D_T, on the points of `references`.
 
-    `target_logits` is (Q, n, C) and `references.logits` (K, Q, n, C); the first `queries` views are used.
+    `target_logits` is (Q, n, C) and `references.logits` (K, Q, n, C); the first `queries` views are
+    used (0: all of them).
     """
-    views = min(queries, target_logits.shape[0], references.logits.shape[1])
+    views = min(queries or target_logits.shape[0], target_logits.shape[0], references.logits.shape[1])
     scores = np.mean([lira_scores(logit_confidence(target_logits[q], labels).numpy(),
                                   np.stack([logit_confidence(lg[q], labels).numpy() for lg in references.logits]),
                                   references.members, offline, fixed_variance) for q in range(views)], axis=0)
