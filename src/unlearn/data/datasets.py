@@ -142,6 +142,25 @@ def load_digits(root=None, test_fraction: float = 0.3, split_seed: int = 0) -> D
     return Dataset("digits", train, test, tuple(str(c) for c in range(10)), fingerprint, mean, std)
 
 
+def _cached_arrays(cache: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays from an `.npz` cache, or built by `build` and cached (atomically) for the next load."""
+    if cache.exists():
+        try:
+            with np.load(cache, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt, never trusted
+    arrays = build()
+    with atomic_path(cache, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    return arrays
+
+
+def _splits(arrays: dict[str, np.ndarray]) -> tuple[ArrayDataset, ArrayDataset]:
+    return tuple(ArrayDataset(torch.from_numpy(arrays[f"{part}_x"]), torch.from_numpy(arrays[f"{part}_y"]))
+                 for part in ("train", "test"))
+
+
 # MNIST-1D's signals lie in about [-5.5, 4.6]; a fixed affine map onto [0, 1] (not one fitted to
 # the data) keeps the project's input convention, so AMUN's epsilon and the [0, 1] clamp of every
 # attack mean the same on every draw of the generator.
@@ -159,20 +178,8 @@ def load_mnist1d(root=None, seed: int = 42) -> Dataset:
     Small MLPs fit its training set and leak membership strongly (docs/benchmarks.md), which
     makes it the embedded default for the demo and the test suite.
     """
-    cache = cache_dir() / "datasets" / f"mnist1d-seed{seed}.npz"
-    arrays = None
-    if cache.exists():
-        try:
-            with np.load(cache, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError):
-            arrays = None  # a damaged cache is rebuilt, never trusted
-    if arrays is None:
-        arrays = _generate_mnist1d(seed)
-        with atomic_path(cache, suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
-    train = ArrayDataset(torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"]))
-    test = ArrayDataset(torch.from_numpy(arrays["test_x"]), torch.from_numpy(arrays["test_y"]))
+    arrays = _cached_arrays(cache_dir() / "datasets" / f"mnist1d-seed{seed}.npz", lambda: _generate_mnist1d(seed))
+    train, test = _splits(arrays)
     mean, std = _channel_stats(train.x)
     fingerprint = "mnist1d-" + _digest(arrays["train_x"], arrays["train_y"], arrays["test_x"])
     return Dataset("mnist1d", train, test, tuple(str(c) for c in range(10)), fingerprint, mean, std)
@@ -284,20 +291,9 @@ def load_imagefolder(path, name: str | None = None, progress: bool = True) -> Da
     if not path.exists():
         raise UnlearnInputError(f"image folder {str(path)!r} does not exist")
     signature = _source_signature(path)
-    cache = cache_dir() / "datasets" / f"{path.name}-{signature}.npz"
-    arrays = None
-    if cache.exists():
-        try:
-            with np.load(cache, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError):
-            arrays = None  # a damaged cache is rebuilt, never trusted
-    if arrays is None:
-        arrays = _decode_imagefolder(path, progress)
-        with atomic_path(cache, suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
-    train = ArrayDataset(torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"]))
-    test = ArrayDataset(torch.from_numpy(arrays["test_x"]), torch.from_numpy(arrays["test_y"]))
+    arrays = _cached_arrays(cache_dir() / "datasets" / f"{path.name}-{signature}.npz",
+                            lambda: _decode_imagefolder(path, progress))
+    train, test = _splits(arrays)
     mean, std = _channel_stats(train.x)
     classes = tuple(str(c) for c in arrays["classes"])
     return Dataset(name or f"imagefolder:{path}", train, test, classes, f"{path.name}-{signature}", mean, std)
