@@ -131,3 +131,16 @@ def test_optional_loader_without_its_package_says_what_to_install():
         pytest.skip("torchvision is installed here; the message is for machines without it")
     with pytest.raises(UnlearnInputError, match="pip install torchvision"):
         data.load("torchvision:cifar10")
+
+
+def test_random_forget_bounds_and_defaults():
+    # Found by the mutation check (docs/testing.md): the default seed, the smallest set and the
+    # refused fractions were not pinned.
+    assert np.array_equal(data.random_forget(100, fraction=0.1).forget, data.random_forget(100, 0.1, seed=0).forget)
+    assert len(data.random_forget(1000, fraction=0.0004).forget) == 1  # rounds to 0, at least one sample
+    for bad in (0.0, 1.0):
+        with pytest.raises(UnlearnInputError, match=r"fraction must lie in \(0, 1\)"):
+            data.random_forget(100, fraction=bad)
+    for both_or_neither in ({}, {"fraction": 0.1, "count": 5}):
+        with pytest.raises(UnlearnInputError, match="exactly one of fraction or count"):
+            data.random_forget(100, **both_or_neither)

@@ -260,3 +260,32 @@ def test_distillation_kl_is_non_negative_and_zero_only_at_the_teacher(seed, temp
     teacher, student = torch.randn(8, 10, generator=gen), torch.randn(8, 10, generator=gen)
     assert float(kl_to_teacher(student, teacher, temperature)) > 0
     assert float(kl_to_teacher(teacher + 3.0, teacher, temperature)) == pytest.approx(0.0, abs=1e-5)  # shift-free
+
+
+@pytest.mark.parametrize("value, kwargs, accepted", [
+    (0.0, {}, False), (0.0, {"inclusive": True}, True), (1e-9, {}, True), (-1e-9, {"inclusive": True}, False),
+    (1.0, {"high": 1.0}, True), (1.0 + 1e-9, {"high": 1.0}, False), (float("nan"), {}, False),
+    (float("nan"), {"high": 1.0}, False), (True, {}, False), ("0.5", {}, False), (3, {}, True),
+])
+def test_check_number_accepts_exactly_the_stated_range(value, kwargs, accepted):
+    # Found by the mutation check (docs/testing.md): the shared range check of fisher, ssd and
+    # bad-teacher had no test of its own, so its boundaries could move unseen.
+    from unlearn.methods.shared import check_number
+
+    if accepted:
+        assert check_number("m", "alpha", value, **kwargs) == float(value)
+        assert type(check_number("m", "alpha", value, **kwargs)) is float
+    else:
+        bound = (">= 0.0" if kwargs.get("inclusive") else "> 0.0") + (" and <= 1.0" if "high" in kwargs else "")
+        with pytest.raises(UnlearnInputError, match=re.escape(f"m: alpha must be a number {bound}, got")):
+            check_number("m", "alpha", value, **kwargs)
+
+
+def test_last_linear_is_the_classifier_head(digits_original):
+    from unlearn.methods.shared import last_linear
+
+    head = last_linear(digits_original)
+    assert head is [m for m in digits_original.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert head.out_features == 10 and head.in_features == 256
+    with pytest.raises(UnlearnInputError, match="^Sequential has no nn.Linear layer"):
+        last_linear(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()))
