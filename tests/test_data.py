@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +143,10 @@ def test_random_forget_bounds_and_defaults():
     for bad in (0.0, 1.0):
         with pytest.raises(UnlearnInputError, match=r"fraction must lie in \(0, 1\)"):
             data.random_forget(100, fraction=bad)
+    assert len(data.random_forget(100, count=1).forget) == 1 and len(data.random_forget(100, count=99).forget) == 99
+    for bad in (0, 100):
+        with pytest.raises(UnlearnInputError, match=re.escape("forget count must lie in [1, 99]")):
+            data.random_forget(100, count=bad)
     for both_or_neither in ({}, {"fraction": 0.1, "count": 5}):
         with pytest.raises(UnlearnInputError, match="exactly one of fraction or count"):
             data.random_forget(100, **both_or_neither)
