@@ -150,3 +150,12 @@ def test_random_forget_bounds_and_defaults():
     for both_or_neither in ({}, {"fraction": 0.1, "count": 5}):
         with pytest.raises(UnlearnInputError, match="exactly one of fraction or count"):
             data.random_forget(100, **both_or_neither)
+
+
+def test_split_holdout_gives_stratified_halves_that_depend_on_the_seed():
+    labels = np.repeat(np.arange(5), 40)
+    validation, evaluation = data.split_holdout(labels, seed=0)
+    assert len(validation) == len(evaluation) == 100 and not set(validation) & set(evaluation)
+    assert (np.bincount(labels[validation]) == 20).all()  # stratified: each class halved
+    assert np.array_equal(data.split_holdout(labels, seed=0)[0], validation)
+    assert not np.array_equal(data.split_holdout(labels, seed=1)[0], validation)

@@ -163,3 +163,17 @@ def test_a_method_that_needs_the_retain_set_refuses_to_run_without_it(name, tiny
     else:
         new = run(name, tiny, retain=None)
         assert not any(m.training for m in new.modules())
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_hyperparameter_strings_convert_to_the_type_of_the_default(name):
+    # `--set flip=yes` and YAML's `1e-3` arrive as strings (methods.get converts them); found by
+    # the mutation check: no test said that "yes" must become True rather than False.
+    for key, default in methods.get_class(name).hyperparameters().items():
+        if isinstance(default, bool):
+            assert methods.get(name, **{key: "yes"}).get_params()[key] is True, key
+            assert methods.get(name, **{key: "False"}).get_params()[key] is False, key
+        elif isinstance(default, int):
+            assert methods.get(name, **{key: "3"}).get_params()[key] == 3, key
+        elif isinstance(default, float):
+            assert methods.get(name, **{key: "1e-3"}).get_params()[key] == 1e-3, key
