@@ -289,3 +289,16 @@ def test_last_linear_is_the_classifier_head(digits_original):
     assert head.out_features == 10 and head.in_features == 256
     with pytest.raises(UnlearnInputError, match="^Sequential has no nn.Linear layer"):
         last_linear(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()))
+
+
+def test_method_recipe_carries_every_knob_of_the_method():
+    # Found by the mutation check: dropping batch_size, crop_padding or flip from the recipe passed.
+    from unlearn.methods.shared import check_finetune_hparams, method_recipe
+
+    recipe = method_recipe(methods.get("ft", lr=0.2, epochs=3, batch_size=32, crop_padding=2, flip=True),
+                           schedule="step", step_size=2)
+    assert (recipe.lr, recipe.epochs, recipe.batch_size, recipe.crop_padding, recipe.flip) == (0.2, 3, 32, 2, True)
+    assert (recipe.schedule, recipe.step_size) == ("step", 2)
+    plain = method_recipe(methods.get("ga"))  # no augmentation knobs: off
+    assert (plain.crop_padding, plain.flip) == (0, False)
+    check_finetune_hparams("m", 0.1, 0, 1)  # zero epochs and batches of one are usable
