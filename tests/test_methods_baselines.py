@@ -302,3 +302,26 @@ def test_method_recipe_carries_every_knob_of_the_method():
     plain = method_recipe(methods.get("ga"))  # no augmentation knobs: off
     assert (plain.crop_padding, plain.flip) == (0, False)
     check_finetune_hparams("m", 0.1, 0, 1)  # zero epochs and batches of one are usable
+
+
+def test_random_wrong_labels_never_keep_the_label_and_reach_every_other():
+    # Found by the mutation check: a shift drawn from [0, C) or [2, C) passed every test.
+    from unlearn.methods.shared import random_wrong_labels
+
+    y = torch.arange(10).repeat(500)
+    new = random_wrong_labels(10)(y, torch.Generator().manual_seed(0))
+    assert not (new == y).any()
+    pairs = set(zip(y.tolist(), new.tolist()))
+    assert pairs == {(a, b) for a in range(10) for b in range(10) if a != b}
+
+
+def test_saliency_mask_sums_the_gradient_over_batches_and_keeps_at_least_one_weight(digits_original, sets):
+    # Found by the mutation check: with D_F in one batch, a mean loss or a floor of two weights passed.
+    from unlearn.methods.shared import saliency_mask
+
+    forget, _ = sets
+    whole = saliency_mask(digits_original, forget, 0.2)
+    batched = saliency_mask(digits_original, forget, 0.2, batch_size=40)  # 126 samples: 40+40+40+6
+    changed = sum(int((whole[n] != batched[n]).sum()) for n in whole)
+    assert changed <= 0.001 * sum(m.numel() for m in whole.values())  # float summation order only
+    assert sum(int(m.sum()) for m in saliency_mask(digits_original, forget, 1e-9).values()) == 1
