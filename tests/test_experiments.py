@@ -230,6 +230,22 @@ def test_bench_writes_run_directory(tiny_run):
         ["retrain", "retrain-floor", "original", "ft", "ga"]
 
 
+def test_bench_writes_the_forget_sets_it_evaluated(tiny_run, digits):
+    # Reproducing an audit of a bench by hand needs its forget set: `unlearn audit --forget` takes this CSV.
+    from unlearn import data
+    from unlearn.experiments.jobs import make_split
+
+    config, run_dir, _ = tiny_run
+    written = sorted(p.name for p in (run_dir / "forget").glob("*.csv"))
+    expected = sorted(f"{spec.label}-seed{seed}.csv" for spec in config.forget for seed in spec.seeds)
+    assert written == expected and written
+    for spec in config.forget:
+        for seed in spec.seeds:
+            split = make_split(spec, len(digits.train), digits.train.y.numpy(), seed)
+            loaded = data.load_forget_csv(run_dir / "forget" / f"{spec.label}-seed{seed}.csv", len(digits.train))
+            assert sorted(loaded.forget.tolist()) == sorted(split.forget.tolist())
+
+
 def test_second_bench_trains_and_runs_nothing(tiny_run, bank):
     from unlearn.experiments import run_bench
 

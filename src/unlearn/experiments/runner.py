@@ -4,6 +4,7 @@ The driver owns the model bank and the results store; executors (local or Ray) o
 specs and return weights or records. The run directory holds:
     config.yaml       the protocol as validated
     environment.json  versions, host, backend, start time
+    forget/<label>-seed<k>.csv  each evaluation forget set (an `index` column; `unlearn audit --forget`)
     tuning.json       the tuning stage's outcome: tuned values, search spaces, every trial's score
     tune/runs/*.json  one record per tuning trial (and the tuning split's oracle)
     runs/<id>.json    one record per job (metrics, timings, histograms, ROC points)
@@ -31,6 +32,7 @@ import torch
 import yaml
 
 from unlearn.bank import ModelBank
+from unlearn.data import save_forget_csv
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
 from unlearn.experiments.jobs import (
@@ -130,6 +132,8 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
         tuning = tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress) \
             if config.tune.trials else None
         plan = resolve(config, dataset, tuned_hparams(tuning))
+        for (label, forget_seed), split in plan.splits.items():  # so any figure can be re-audited by hand
+            save_forget_csv(run_dir / "forget" / f"{label}-seed{forget_seed}.csv", split.forget)
         result = BenchResult(run_dir, plan, [], tuning=tuning)
         models = _train_stage(plan, bank, executor, progress)
         oracle = _run_stage(plan.oracle, plan, models, None, bank, store, executor, result,
