@@ -11,6 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_experiments import as_yaml, tiny_protocol
 
 from unlearn.experiments import parse_config, run_bench
@@ -203,3 +205,39 @@ def test_a_method_that_cannot_run_in_a_setting_is_not_labelled_untuned():
     (row,) = aggregate([na])
     assert row["status"] == "n/a" and row["tuned"] is None and row["n"] == 0
     assert method_label({**row, "tuning": True}) == "ft"  # n/a, not "ft (untuned)"
+
+
+def _proposed_lrs(forget: str, setting: str, method: str, trials: int) -> list[float]:
+    """The learning rates one tuning study proposes after its enqueued default, as tune_stage asks them."""
+    import optuna
+
+    from unlearn.experiments.tune import LR, _suggest, study_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=study_sampler(forget, setting, method, trials))
+    study.enqueue_trial({"lr": 0.01, "epochs": 10})
+    lrs = []
+    for _ in range(trials):
+        trial = study.ask()
+        lr, epochs = _suggest(trial, "lr", LR), _suggest(trial, "epochs", {"low": 1, "high": 10})
+        study.tell(trial, float(epochs) * lr)
+        lrs.append(lr)
+    return lrs[1:]
+
+
+@settings(max_examples=25, deadline=None)
+@given(method=st.sampled_from(["ft", "rl", "salun", "bs", "bad-teacher"]), forget=st.sampled_from(["r10", "r50"]),
+       setting=st.sampled_from(["with_retain", "without_retain"]))
+def test_a_small_tuning_budget_covers_every_quarter_of_the_learning_rate_range(method, forget, setting):
+    # After the default, 4 trials: one learning rate in each quarter of [1e-5, 1e-1] on a log scale
+    # (a random sampler leaves the top decade, where FT starts to forget on CIFAR-10, out 66% of the time).
+    quarters = sorted(int((np.log10(lr) + 5) // 1) for lr in _proposed_lrs(forget, setting, method, 5))
+    assert quarters == [0, 1, 2, 3]
+
+
+def test_methods_with_the_same_search_space_do_not_try_the_same_values():
+    # Procedure 2 gave every study seed 0: FT, RL, SalUn and BS all tried lr 0.00157 and 0.00258 on CIFAR-10.
+    proposed = {m: _proposed_lrs("r10", "with_retain", m, 5) for m in ("ft", "rl", "salun", "bs")}
+    assert len({tuple(v) for v in proposed.values()}) == 4
+    assert _proposed_lrs("r10", "with_retain", "ft", 5) == proposed["ft"]  # and a re-run proposes them again
+    assert _proposed_lrs("r50", "with_retain", "ft", 5) != proposed["ft"]

@@ -20,7 +20,7 @@ def tune(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
     bank: Path = BankOpt,
 ):
-    """Tune one method as `unlearn bench` does (Optuna TPE on a separate forget set, scored on the
+    """Tune one method as `unlearn bench` does (Optuna, on a separate forget set, scored on the
     validation half of the test split); write the best values as a config fragment.
 
     `unlearn bench` tunes every method itself; this command is for looking at one method's trials.

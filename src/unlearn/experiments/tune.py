@@ -12,12 +12,18 @@ forget set and setting, as AMUN (ICML 2025, Sec. 5) tunes its own:
   the non-members it trained against); RMIA's reference models are the bench's, trained on
   random halves of the whole pool as in any RMIA audit, but no evaluation-half point is scored;
 - minimising one named gap (`tune.objective`: gap-rmia when RMIA is audited, else gap-mis);
-- with the same number of trials for every method (`tune.trials`), Optuna's TPE sampler (seeded),
-  over the search space each method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a
+- with the same number of trials for every method (`tune.trials`), over the search space each method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a
   protocol's `tune.space.<method>` replaces it). The first trial is the protocol's own values
   (the paper's defaults) when they lie in the space, so a tuned method is never worse on the
   tuning set than its defaults: on mnist1d, 8 random-start trials without it left RL and SalUn
   above their untuned gap (6.9 and 6.2 vs 5.5 and 5.7).
+- proposed by a sampler of each study's own (`study_sampler`): a budget of at most
+  `QMC_MAX_TRIALS` trials is a scrambled Sobol sequence, so that a few trials still cover the
+  space (after the default, 4 trials put one learning rate in each quarter of its log range; with
+  TPE, which samples at random until its tenth trial, 2 of 3 CIFAR-10 trials of FT fell below
+  lr 0.003, where FT does nothing); larger budgets use TPE. The seed is derived from the
+  study's forget set, setting and method: one shared seed made every method with the same
+  search space try the very same values (docs/results.md, tuning procedure 2).
 Trials are bench jobs: the same job function, run by the same executor (local or Ray: one trial
 of every study at a time, in parallel), stored in `RUN_DIR/tune/runs/` so an interrupted search
 keeps what it finished, and Optuna proposes the same values again when the stage is re-run. The
@@ -32,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +85,11 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
 TUNING_FILE = "tuning.json"
 # Bumped when the search itself changes, so a stored outcome of an older search is not reused.
 # 2: the first trial of every study is the protocol's own values.
-TUNING_PROCEDURE = 2
+# 3: each study has its own seed, and small budgets are a Sobol sequence instead of TPE.
+TUNING_PROCEDURE = 3
+# TPE draws its first 10 trials at random (Optuna's n_startup_trials); up to there a
+# low-discrepancy sequence covers the space better for the same budget.
+QMC_MAX_TRIALS = 10
 
 
 def search_space(config: Config, method: str) -> dict[str, Any]:
@@ -102,6 +113,27 @@ def _check_spec(method: str, name: str, spec) -> None:
         return
     raise UnlearnInputError(f"tune.space.{method}.{name}: give a list of choices or {{low, high, log}} with "
                             f"low < high, got {spec!r}")
+
+
+def study_sampler(forget: str, setting: str, method: str, trials: int):
+    """The sampler of one study, seeded by its own key (the same every run: a re-run stage proposes
+    the same values), so that methods with the same search space do not try the same points."""
+    import warnings
+
+    import optuna
+
+    seed = zlib.crc32(f"{forget}|{setting}|{method}".encode())
+    if trials > QMC_MAX_TRIALS:
+        return optuna.samplers.TPESampler(seed=seed)
+    with warnings.catch_warnings():  # QMCSampler is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                          warn_independent_sampling=False, warn_asynchronous_seeding=False)
+
+
+def sampler_name(trials: int) -> str:
+    kind = "Optuna TPE" if trials > QMC_MAX_TRIALS else "scrambled Sobol sequence (Optuna QMC)"
+    return f"{kind}, seeded per method, forget set and setting; the first trial is the protocol's values"
 
 
 def _suggest(trial, name: str, spec):
@@ -206,7 +238,7 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
             for method in methods:
                 if registry.get_class(method).requires_retain and setting == "without_retain":
                     continue
-                sampler = optuna.samplers.TPESampler(seed=0)
+                sampler = study_sampler(spec.label, setting, method, config.tune.trials)
                 study = Study(spec.label, setting, method, search_space(config, method),
                               optuna.create_study(direction="minimize", sampler=sampler), [])
                 start = protocol_point(config, method, study.space)
@@ -235,7 +267,7 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 study.optuna_study.tell(trial, float(score))
             study.trials.append({"trial": trial.number, "params": params, "score": score, "status": record["status"],
                                  "seconds": record.get("seconds"), "error": record.get("error")})
-    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials,
+    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials, "sampler": sampler_name(config.tune.trials),
                "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
                "scored_on": f"{len(plan.evaluation)} test points of the validation half (evaluation half untouched)",
                "studies": [_best(config, study) for study in studies]}
