@@ -1,3 +1,4 @@
+import os
 import re
 
 import numpy as np
@@ -51,6 +52,16 @@ def test_imagefolder_cache_is_reused_and_invalidated(cifar10_path, tmp_path, mon
     second = data.load(f"imagefolder:{folder}")
     assert torch.equal(first.train.x, second.train.x) and first.fingerprint == second.fingerprint
     time.sleep(0.01)
+    # The same images elsewhere, with new modification times, are the same data set: same fingerprint
+    # (it keys the model bank and job records), although the decode cache is keyed by path and time.
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "mini"
+    shutil.copytree(folder, moved)
+    for f in moved.rglob("*.jpg"):
+        os.utime(f, ns=(1_000_000_000, 1_000_000_000))
+    assert data.load(f"imagefolder:{moved}").fingerprint == first.fingerprint
+    assert len(list((tmp_path / "cache" / "datasets").glob("*.npz"))) == 2
     victim = sorted((folder / "train" / "cat").glob("*.jpg"))[0]
     victim.unlink()
     third = data.load(f"imagefolder:{folder}")

@@ -296,7 +296,13 @@ def load_imagefolder(path, name: str | None = None, progress: bool = True) -> Da
     train, test = _splits(arrays)
     mean, std = _channel_stats(train.x)
     classes = tuple(str(c) for c in arrays["classes"])
-    return Dataset(name or f"imagefolder:{path}", train, test, classes, f"{path.name}-{signature}", mean, std)
+    # The fingerprint keys the model bank and every job record, so it is the decoded content's, not
+    # the source's path and modification time (which only key the decode cache): the same images
+    # copied to another machine or path, or provisioned again, find the models and records made
+    # from them. Keyed by path and mtime, a re-provisioned archive retrained every CIFAR-10 model.
+    content = _digest(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
+                      np.array([",".join(classes)]).astype("S"))
+    return Dataset(name or f"imagefolder:{path}", train, test, classes, f"{path.name}-{content}", mean, std)
 
 
 def find_cifar10(root=None) -> Path | None:
