@@ -12,8 +12,9 @@ forget set and setting, as AMUN (ICML 2025, Sec. 5) tunes its own:
   the non-members it trained against); RMIA's reference models are the bench's, trained on
   random halves of the whole pool as in any RMIA audit, but no evaluation-half point is scored;
 - minimising one named gap (`tune.objective`: gap-rmia when RMIA is audited, else gap-mis);
-- with the same number of trials for every method (`tune.trials`), over the search space each method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a
-  protocol's `tune.space.<method>` replaces it). The first trial is the protocol's own values
+- with the same number of trials for every method (`tune.trials`), over the search space each
+  method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a protocol's
+  `tune.space.<method>` replaces it). The first trial is the protocol's own values
   (the paper's defaults) when they lie in the space, so a tuned method is never worse on the
   tuning set than its defaults: on mnist1d, 8 random-start trials without it left RL and SalUn
   above their untuned gap (6.9 and 6.2 vs 5.5 and 5.7).
@@ -123,7 +124,7 @@ def study_sampler(forget: str, setting: str, method: str, trials: int):
     import optuna
 
     seed = zlib.crc32(f"{forget}|{setting}|{method}".encode())
-    if trials > QMC_MAX_TRIALS:
+    if not _sobol(trials):
         return optuna.samplers.TPESampler(seed=seed)
     with warnings.catch_warnings():  # QMCSampler is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -131,8 +132,12 @@ def study_sampler(forget: str, setting: str, method: str, trials: int):
                                           warn_independent_sampling=False, warn_asynchronous_seeding=False)
 
 
+def _sobol(trials: int) -> bool:
+    return trials <= QMC_MAX_TRIALS
+
+
 def sampler_name(trials: int) -> str:
-    kind = "Optuna TPE" if trials > QMC_MAX_TRIALS else "scrambled Sobol sequence (Optuna QMC)"
+    kind = "scrambled Sobol sequence (Optuna QMC)" if _sobol(trials) else "Optuna TPE"
     return f"{kind}, seeded per method, forget set and setting; the first trial is the protocol's values"
 
 
@@ -267,8 +272,8 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 study.optuna_study.tell(trial, float(score))
             study.trials.append({"trial": trial.number, "params": params, "score": score, "status": record["status"],
                                  "seconds": record.get("seconds"), "error": record.get("error")})
-    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials, "sampler": sampler_name(config.tune.trials),
-               "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
+    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials,
+               "sampler": sampler_name(config.tune.trials), "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
                "scored_on": f"{len(plan.evaluation)} test points of the validation half (evaluation half untouched)",
                "studies": [_best(config, study) for study in studies]}
     write_text(run_dir / TUNING_FILE, json.dumps(outcome, indent=1, default=str))
