@@ -6,6 +6,7 @@ Real digits models and audits (the tiny protocol of test_experiments.py); tuning
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -241,14 +242,16 @@ def test_learning_rate_steps_stay_in_the_space_differ_from_the_default_and_are_d
     start = {"lr": lr, "epochs": 7}
     steps = lr_steps(start, {"lr": {"low": low, "high": high, "log": True}, "epochs": {"low": 1, "high": 10}})
     assert len(steps) <= 2 and all(s["epochs"] == 7 for s in steps)
-    assert all(low <= s["lr"] <= high and not np.isclose(s["lr"], lr) for s in steps)
+    # "Differs" as lr_steps decides it (math.isclose): np.isclose's 1e-5 tolerance called 1.0 and
+    # 0.99999 equal, a failure hypothesis found on a grid [1.0] with lr 0.99999.
+    assert all(low <= s["lr"] <= high and not math.isclose(s["lr"], lr) for s in steps)
     assert len({s["lr"] for s in steps}) == len(steps)
     if low <= lr * 10 <= high:
         assert steps[0]["lr"] == pytest.approx(lr * 10)
     if low <= lr / 10 <= high:
         assert steps[-1]["lr"] == pytest.approx(lr / 10)
     on_grid = lr_steps(start, {"lr": grid})  # a grid (AMUN's): steps are among its choices
-    assert all(s["lr"] in grid and not np.isclose(s["lr"], lr) for s in on_grid)
+    assert all(s["lr"] in grid and not math.isclose(s["lr"], lr) for s in on_grid)
     assert lr_steps({"alpha": 1.0}, {"alpha": {"low": 0.1, "high": 10}}) == []  # no lr: nothing to step
 
 
@@ -268,3 +271,36 @@ def test_methods_with_the_same_search_space_do_not_try_the_same_values():
     assert len({tuple(v) for v in proposed.values()}) == 4
     assert _proposed_lrs("r10", "with_retain", "ft", 7) == proposed["ft"]  # and a re-run proposes them again
     assert _proposed_lrs("r50", "with_retain", "ft", 7) != proposed["ft"]
+
+
+def test_a_trial_of_several_runs_is_scored_by_their_mean_and_shares_its_first_run_with_a_one_run_trial(
+        tmp_path, bank):
+    from unlearn.experiments.executors import LocalExecutor
+    from unlearn.experiments.tune import tune_stage
+
+    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}}, attacks=("acc", "mis", "loss"))
+    raw["settings"] = ["with_retain"]
+    # The protocol's values, then lr x10: two different trials, the second large enough for the
+    # run's shuffling to change the outcome.
+    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": {"ft": {"lr": [0.01, 0.1], "epochs": [1, 2]}}}
+    one_run = parse_config(as_yaml(raw))
+    raw["tune"]["repeats"] = 2
+    two_runs = parse_config(as_yaml(raw))
+    run_dir = tmp_path / "run"
+    single = tune_stage(one_run, run_dir, bank=bank, executor=LocalExecutor(), progress=False)
+    double = tune_stage(two_runs, run_dir, bank=bank, executor=LocalExecutor(), progress=False)
+    assert single["digest"] != double["digest"]  # a stored one-run outcome is not taken for a two-run one
+
+    records = [json.loads(p.read_text()) for p in (run_dir / "tune" / "runs").glob("ft-*.json")]
+    gap = {(json.dumps(r["hparams"], sort_keys=True), r["run_seed"]): r["metrics"]["gap"]["gap-mis"] for r in records}
+    assert len(records) == 2 * 2 and {seed for _, seed in gap} == {0, 1}  # run 0 of each trial ran once
+    (one,), (two,) = single["studies"], double["studies"]
+    assert [t["params"] for t in two["trials"]] == [{"lr": 0.01, "epochs": 1}, {"lr": 0.1, "epochs": 1}]
+    for first, both in zip(one["trials"], two["trials"], strict=True):
+        assert first["params"] == both["params"]
+        hp = json.dumps({**one_run.hparams("ft"), **both["params"]}, sort_keys=True)
+        assert first["score"] == gap[(hp, 0)] and "scores" not in first
+        assert both["scores"] == [gap[(hp, 0)], gap[(hp, 1)]]
+        assert both["score"] == pytest.approx((gap[(hp, 0)] + gap[(hp, 1)]) / 2)
+    # the check can fail: the second run is another draw, not a copy of the first
+    assert any(s[0] != s[1] for s in (t["scores"] for t in two["trials"]))

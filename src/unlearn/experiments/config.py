@@ -168,6 +168,11 @@ class TuneSpec(_Strict):
 
     trials: int = Field(20, ge=0)
     forget_seed: int = 1000
+    # Runs per trial (run seeds 0, 1, ...), scored by their mean gap. One run is one draw: where a
+    # method's outcome turns on the run's randomness (FT at lr 0.1 on the CIFAR-10 CNN forgot with
+    # two of four run seeds, docs/results.md), a single run can misjudge the point. Costs `repeats`
+    # times the tuning; every method gets the same number.
+    repeats: int = Field(1, ge=1)
     # The gap the search minimises; None: gap-rmia when RMIA is audited, else gap-mis.
     objective: Literal["gap-rmia", "gap-mis"] | None = None
     # `unlearn tune` only: one setting (None: every setting of the protocol).

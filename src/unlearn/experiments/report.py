@@ -218,7 +218,8 @@ def _tuning_html(tuning: dict[str, Any] | None) -> str:
         return ("<h2>Tuning</h2><p>Untuned: every method ran with the protocol's hyperparameters (the papers' "
                 "defaults); <code>tune.trials: 0</code> or <code>--no-tune</code>.</p>")
     sampler = html.escape(tuning.get("sampler", "Optuna TPE"))
-    parts = [f"<h2>Tuning</h2><p>{tuning['trials']} trials per method and setting ({sampler}), on a forget set "
+    runs = f", each the mean of {tuning['repeats']} runs" if tuning.get("repeats", 1) > 1 else ""
+    parts = [f"<h2>Tuning</h2><p>{tuning['trials']} trials per method and setting ({sampler}{runs}), on a forget set "
              f"drawn with seed {tuning['forget_seed']} and model seed {tuning['model_seed']}, minimising "
              f"{html.escape(tuning['objective'])}, scored on {html.escape(tuning['scored_on'])}.</p>"]
     for study in tuning["studies"]:

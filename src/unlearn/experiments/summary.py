@@ -201,7 +201,8 @@ def caption(part, tuning: dict[str, Any] | None) -> str:
     n = max((r["n"] for r in part), default=0)
     spread = f"mean ± 95% t half-width over {n} runs" if n > 1 else "one run: no interval over seeds"
     if tuning:
-        tuned = (f"methods tuned: {tuning['trials']} trials each on forget seed {tuning['forget_seed']}, "
+        runs = f" (each the mean of {tuning['repeats']} runs)" if tuning.get("repeats", 1) > 1 else ""
+        tuned = (f"methods tuned: {tuning['trials']} trials each{runs} on forget seed {tuning['forget_seed']}, "
                  f"minimising {tuning['objective']} on the validation half of the test split")
     else:
         tuned = "untuned: every method with the protocol's hyperparameters (the papers' defaults)"

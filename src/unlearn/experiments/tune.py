@@ -216,7 +216,10 @@ def tuning_digest(config: Config, dataset, methods: list[str], settings: list[st
     """Everything the tuning outcome depends on; a stored outcome with another digest is not reused."""
     from unlearn.experiments.jobs import context_digest
 
-    blob = {"context": context_digest(config, dataset), "tune": config.tune.model_dump(), "seed": config.seeds[0],
+    tune = config.tune.model_dump()
+    if tune["repeats"] == 1:  # the default: outcomes stored before `repeats` existed stay valid
+        del tune["repeats"]
+    blob = {"context": context_digest(config, dataset), "tune": tune, "seed": config.seeds[0],
             "methods": {m: config.hparams(m) for m in methods}, "spaces": {m: search_space(config, m) for m in methods},
             "settings": settings, "objective": config.tune_objective, "procedure": TUNING_PROCEDURE}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -293,34 +296,50 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 optuna_study = open_study(spec.label, setting, method, space, config.tune.trials,
                                           protocol_point(config, method, space))
                 studies.append(Study(spec.label, setting, method, space, optuna_study, []))
+    repeats = config.tune.repeats
     for _round in range(config.tune.trials):
         asked, jobs = [], []
         for study in studies:
             trial = study.optuna_study.ask()
             params = {k: _suggest(trial, k, s) for k, s in study.space.items()}
-            hp = {**config.hparams(study.method), **params}
-            jobs.append(RunJob(study.method, json.dumps(hp, sort_keys=True), study.setting, study.forget,
-                               config.tune.forget_seed, model_seed, 0, plan.oracle[0].context))
-            asked.append((study, trial, params))
+            hp = json.dumps({**config.hparams(study.method), **params}, sort_keys=True)
+            # Run seed 0 first: a trial of one run is the same job as before `repeats` existed.
+            runs = [RunJob(study.method, hp, study.setting, study.forget, config.tune.forget_seed, model_seed, run,
+                           plan.oracle[0].context) for run in range(repeats)]
+            jobs += runs
+            asked.append((study, trial, params, runs))
         scratch.crashed = []
         records = {r["id"]: r for r in _run_stage(jobs, plan, models, references, bank, store, executor, scratch,
                                                    progress, f"tuning: trial {_round + 1} of {config.tune.trials}")}
         crashed = {c["id"]: c for c in scratch.crashed}  # not stored, but their error goes into tuning.json
-        for (study, trial, params), job in zip(asked, jobs):
-            record = records.get(job.id) or crashed.get(job.id, {"status": "crashed"})
-            score = (record.get("metrics") or {}).get("gap", {}).get(objective) if record["status"] == "ok" else None
-            if score is None or not math.isfinite(score):
+        for study, trial, params, runs in asked:
+            results = [records.get(job.id) or crashed.get(job.id, {"status": "crashed"}) for job in runs]
+            scores = [_score(record, objective) for record in results]
+            failed = next((r for r, s in zip(results, scores) if s is None), None)
+            # A trial any of whose runs diverged failed: its point is not one to choose.
+            score = None if failed is not None else float(np.mean(scores))
+            if score is None:
                 study.optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
-                study.optuna_study.tell(trial, float(score))
-            study.trials.append({"trial": trial.number, "params": params, "score": score, "status": record["status"],
-                                 "seconds": record.get("seconds"), "error": record.get("error")})
-    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials,
+                study.optuna_study.tell(trial, score)
+            entry = {"trial": trial.number, "params": params, "score": score,
+                     "status": (failed or results[0])["status"],
+                     "seconds": sum(r.get("seconds") or 0.0 for r in results), "error": (failed or {}).get("error")}
+            if repeats > 1:
+                entry["scores"] = scores
+            study.trials.append(entry)
+    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials, "repeats": repeats,
                "sampler": sampler_name(config.tune.trials), "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
                "scored_on": f"{len(plan.evaluation)} test points of the validation half (evaluation half untouched)",
                "studies": [_best(config, study) for study in studies]}
     write_text(run_dir / TUNING_FILE, json.dumps(outcome, indent=1, default=str))
     return outcome
+
+
+def _score(record: dict[str, Any], objective: str) -> float | None:
+    """A finished run's gap, or None when it failed, crashed or has no finite gap."""
+    score = (record.get("metrics") or {}).get("gap", {}).get(objective) if record["status"] == "ok" else None
+    return float(score) if score is not None and math.isfinite(score) else None
 
 
 def _best(config: Config, study: Study) -> dict[str, Any]:
