@@ -324,7 +324,8 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 study.optuna_study.tell(trial, score)
             entry = {"trial": trial.number, "params": params, "score": score,
                      "status": (failed or results[0])["status"],
-                     "seconds": sum(r.get("seconds") or 0.0 for r in results), "error": (failed or {}).get("error")}
+                     "seconds": None if any(r.get("seconds") is None for r in results) else
+                     sum(r["seconds"] for r in results), "error": (failed or {}).get("error")}
             if repeats > 1:
                 entry["scores"] = scores
             study.trials.append(entry)
