@@ -322,10 +322,10 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                 study.optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
                 study.optuna_study.tell(trial, score)
-            entry = {"trial": trial.number, "params": params, "score": score,
-                     "status": (failed or results[0])["status"],
-                     "seconds": None if any(r.get("seconds") is None for r in results) else
-                     sum(r["seconds"] for r in results), "error": (failed or {}).get("error")}
+            shown = failed or results[0]  # the run whose status and error the trial reports
+            seconds = [r.get("seconds") for r in results]
+            entry = {"trial": trial.number, "params": params, "score": score, "status": shown["status"],
+                     "seconds": None if None in seconds else sum(seconds), "error": shown.get("error")}
             if repeats > 1:
                 entry["scores"] = scores
             study.trials.append(entry)
@@ -344,7 +344,7 @@ def _score(record: dict[str, Any], objective: str) -> float | None:
 
 
 def _best(config: Config, study: Study) -> dict[str, Any]:
-    finished = [t for t in study.trials if t["score"] is not None and math.isfinite(t["score"])]
+    finished = [t for t in study.trials if t["score"] is not None]  # `_score` keeps only finite gaps
     best = min(finished, key=lambda t: t["score"]) if finished else None
     return {"forget": study.forget, "setting": study.setting, "method": study.method, "space": study.space,
             "best": {**config.hparams(study.method), **best["params"]} if best else None,
