@@ -29,6 +29,10 @@ from pydantic import (
 
 from unlearn.errors import UnlearnInputError
 
+# The retrain-floor row retrains with model seed + this (`jobs.floor_seed`); configs refuse model
+# seeds this far apart, so a floor seed is never another row's model seed.
+FLOOR_SEED_OFFSET = 1000
+
 SETTINGS = ("with_retain", "without_retain")
 # The attacks of the audit contract (`unlearn.audit.evaluate`); "acc" is always computed.
 CONTRACT_ATTACKS = ("acc", "mis", "loss", "rmia", "lira", "ulira", "epsilon")
@@ -238,8 +242,6 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _floor_seeds_apart(self):
-        from unlearn.experiments.jobs import FLOOR_SEED_OFFSET
-
         if "retrain-floor" in self.reference_rows and max(self.seeds) - min(self.seeds) >= FLOOR_SEED_OFFSET:
             raise ValueError(f"seeds: the retrain-floor row retrains with model seed + {FLOOR_SEED_OFFSET}, so "
                              f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")

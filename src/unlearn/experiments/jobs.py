@@ -30,7 +30,7 @@ import torch
 
 from unlearn.data import Dataset, ForgetSplit, class_forget, random_forget, split_holdout
 from unlearn.errors import DivergenceError, UnlearnInputError
-from unlearn.experiments.config import Config, ForgetSpec
+from unlearn.experiments.config import FLOOR_SEED_OFFSET, Config, ForgetSpec
 from unlearn.experiments.provenance import record_environment
 from unlearn.models import Classifier, true_class_confidence
 from unlearn.models import per_sample_loss as losses_of
@@ -40,8 +40,6 @@ HIST_BINS = 20
 # The rows every table has besides the methods: the oracle, its noise floor and the untouched model.
 ORACLE, FLOOR, ORIGINAL = "retrain", "retrain-floor", "original"
 REFERENCE_ROWS = (FLOOR, ORIGINAL)
-# The floor's retrain uses model seed + this; configs refuse model seeds this far apart.
-FLOOR_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)

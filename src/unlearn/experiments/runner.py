@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -32,43 +30,12 @@ from unlearn.bank import ModelBank
 from unlearn.data import save_forget_csv
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
-from unlearn.experiments.jobs import (
-    FLOOR,
-    ORACLE,
-    ORIGINAL,
-    Plan,
-    crash_record,
-    dataset_of,
-    floor_seed,
-    model_from_payload,
-    model_payload,
-    resolve,
-    run_job,
-    train_job,
-)
+from unlearn.experiments.jobs import Plan, dataset_of, resolve
 from unlearn.experiments.provenance import environment
+from unlearn.experiments.stages import BenchResult, run_stage, train_stage
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
 from unlearn.files import write_text
-
-
-@dataclass
-class BenchResult:
-    run_dir: Path
-    plan: Plan
-    records: list[dict[str, Any]]
-    trained: int = 0        # models added to the bank during this bench (audit reference models included)
-    executed: int = 0       # jobs run by this bench (the rest came from the results store)
-    crashed: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    tuning: dict[str, Any] | None = None  # the tuning stage's outcome (None: untuned)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the summary's rows (`summary.aggregate`)
-
-
-def _progress(enabled: bool | None):
-    from unlearn.training import progress_bar
-
-    return progress_bar(enabled)
 
 
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
@@ -111,11 +78,11 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
         # Models are needed only by jobs still to run: a run whose every record is stored (e.g. the
         # committed results/ of a protocol, on a machine with an empty bank) trains nothing.
         pending = any(job.id not in store for job in plan.oracle + plan.runs)
-        models = _train_stage(plan, bank, executor, progress) if pending else {}
-        oracle = _run_stage(plan.oracle, plan, models, None, bank, store, executor, result,
+        models = train_stage(plan, bank, executor, progress) if pending else {}
+        oracle = run_stage(plan.oracle, plan, models, None, bank, store, executor, result,
                             progress, "auditing retrained models")
         references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
-        _run_stage(plan.runs, plan, models, references, bank, store, executor, result, progress,
+        run_stage(plan.runs, plan, models, references, bank, store, executor, result, progress,
                    "unlearning and auditing")
     finally:
         executor.close()
@@ -133,80 +100,3 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
 
 def _ids(plan: Plan) -> set[str]:
     return {j.id for j in plan.oracle + plan.runs}
-
-
-def _train_stage(plan: Plan, bank: ModelBank, executor, progress) -> dict[tuple, tuple[Any, float]]:
-    """Originals per model seed, retrains and floor retrains per (forget set, model seed): in the bank,
-    or trained now. Returns (role, split key, model seed) -> (shared payload, training seconds)."""
-    from unlearn.training import default_arch_args, get_recipe
-
-    config, dataset = plan.config, plan.dataset
-    recipe = get_recipe(config.recipe)
-    arch, arch_args = config.model.arch, default_arch_args(dataset.name, config.model.arch, config.model.args)
-    # (role, split key, model seed) -> (training indices or None for all, the seed it trains with)
-    wanted = {(ORIGINAL, None, seed): (None, seed) for seed in config.seeds}
-    for split_key, seed in plan.retrains():
-        wanted[(ORACLE, split_key, seed)] = (plan.splits[split_key].retain, seed)
-    for split_key, seed in plan.floors():
-        wanted[(FLOOR, split_key, seed)] = (plan.splits[split_key].retain, floor_seed(seed))
-    missing, keys = [], set()
-    for role_key, (indices, seed) in wanted.items():
-        idx = indices if indices is not None else range(len(dataset.train))
-        key = bank.key(dataset, arch, idx, recipe, seed, arch_args)
-        if bank.lookup(key) is None and key.digest not in keys:  # two roles may share one model
-            keys.add(key.digest)
-            missing.append((role_key, key, idx, seed))
-    jobs = [{"dataset_spec": config.dataset_spec, "arch": arch, "arch_args": arch_args,
-             "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
-             "name": f"{role} seed {seed}"} for (role, _, _), _, idx, seed in missing]
-    with _progress(progress) as bar:
-        task = bar.add_task("training models for the bank", total=len(jobs))
-        for index, out in executor.map(train_job, jobs):
-            if isinstance(out, BaseException):
-                raise out
-            bank.put(missing[index][1], model_from_payload(out["model"]), out["seconds"])
-            bar.advance(task)
-    models = {}
-    for role_key, (indices, seed) in wanted.items():
-        model, seconds = bank.get_with_time(dataset, arch, indices, recipe, seed, arch_args=arch_args)
-        models[role_key] = (executor.share(model_payload(model)), seconds)
-    return models
-
-
-def _model_of(job, models: dict[tuple, tuple[Any, float]]):
-    """The payload a job starts from: its retrained model for the oracle and the floor, else the original."""
-    if job.method in (ORACLE, FLOOR):
-        return models[(job.method, job.split_key, job.model_seed)][0]
-    return models[(ORIGINAL, None, job.model_seed)][0]
-
-
-def _run_stage(jobs, plan: Plan, models, references, bank: ModelBank, store: ResultStore, executor,
-               result: BenchResult, progress, title: str) -> list[dict[str, Any]]:
-    done = [store.get(j.id) for j in jobs if j.id in store]
-    todo = [j for j in jobs if j.id not in store]
-    audit_spec = plan.config.audit.model_dump()
-    kwargs = []
-    for job in list(todo):
-        oracle = job.method == ORACLE
-        if not oracle and (job.forget, job.forget_seed, job.model_seed) not in references:
-            todo.remove(job)
-            result.crashed.append(crash_record(job, RuntimeError("the Retrain oracle of this job crashed")))
-            continue
-        kwargs.append({
-            "job": job, "dataset_spec": plan.config.dataset_spec,
-            "split": plan.splits[job.split_key], "validation": plan.validation, "evaluation": plan.evaluation,
-            "model": _model_of(job, models), "audit_spec": audit_spec,
-            "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],
-            "retrain_seconds": models[(ORACLE, job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
-            "device": plan.config.device})
-    with _progress(progress) as bar:
-        task = bar.add_task(title, total=len(todo))
-        for index, out in executor.map(run_job, kwargs):
-            if isinstance(out, BaseException):
-                result.crashed.append(crash_record(todo[index], out))
-            else:
-                store.put(out)
-                done.append(out)
-                result.executed += 1
-            bar.advance(task)
-    return done

@@ -259,7 +259,7 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
 
     from unlearn import methods as registry
     from unlearn.experiments.jobs import RunJob, dataset_of, resolve
-    from unlearn.experiments.runner import BenchResult, _run_stage, _train_stage
+    from unlearn.experiments.stages import BenchResult, run_stage, train_stage
     from unlearn.experiments.store import ResultStore
 
     run_dir = Path(run_dir)
@@ -276,8 +276,8 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
     plan.validation, plan.evaluation = tuning_halves(dataset)
     store = ResultStore(run_dir / "tune")
     scratch = BenchResult(run_dir, plan, [])
-    models = _train_stage(plan, bank, executor, progress)
-    oracle = _run_stage(plan.oracle, plan, models, None, bank, store, executor, scratch, progress,
+    models = train_stage(plan, bank, executor, progress)
+    oracle = run_stage(plan.oracle, plan, models, None, bank, store, executor, scratch, progress,
                         "tuning: auditing retrained models")
     if scratch.crashed:
         raise RuntimeError(f"tuning: the Retrain oracle's audit crashed: {scratch.crashed[0]['error']}")
@@ -309,7 +309,7 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
             jobs += runs
             asked.append((study, trial, params, runs))
         scratch.crashed = []
-        records = {r["id"]: r for r in _run_stage(jobs, plan, models, references, bank, store, executor, scratch,
+        records = {r["id"]: r for r in run_stage(jobs, plan, models, references, bank, store, executor, scratch,
                                                    progress, f"tuning: trial {_round + 1} of {config.tune.trials}")}
         crashed = {c["id"]: c for c in scratch.crashed}  # not stored, but their error goes into tuning.json
         for study, trial, params, runs in asked:
