@@ -72,9 +72,23 @@ def test_search_cost_stays_within_three_pgd_passes_apart_from_calibration(found)
 
 
 def test_batch_composition_does_not_change_the_result(digits_original, forget, found):
+    """Per sample, the search is the same in any batch, up to what float rounding can change.
+
+    Another batch size runs other matrix kernels (and thread splits), so a logit may differ in its
+    last bits, and a decision taken at a point within that rounding of the decision boundary may go
+    the other way. In PGD that is rare (a sample exits a step earlier or later, moving ‖δ‖ by about
+    one step α = ε/10 ≥ ‖δ‖/10): at most 2% of samples. Where the searches agree (their ‖δ‖ within
+    one refinement bracket, 2^-refine_steps of ‖δ‖, far below α), the bisections on the two segments
+    bracket the same boundary crossing and end at most one bracket apart, plus the bracket the
+    segments may differ by. (On one machine a sample moved by 0.0006 of a 0.67 segment: < 2^-10.)
+    """
     small = closest_adversarial(digits_original, forget.x, forget.y, epsilon=found.epsilon_init, batch_size=40)
     assert (small.y_adv == found.y_adv).float().mean() >= 0.98
-    assert torch.allclose(small.distance, found.distance, atol=1e-4)
+    bracket = found.distance_search * 2.0 ** -found.refine_steps
+    same_search = (small.distance_search - found.distance_search).abs() <= bracket
+    assert same_search.float().mean() >= 0.98
+    moved = (small.distance - found.distance).abs()
+    assert (moved[same_search] <= 2 * bracket[same_search]).all()
 
 
 def test_already_misclassified_samples_are_their_own_adversarial_example(digits_original, forget):
