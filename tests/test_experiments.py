@@ -250,6 +250,23 @@ def test_bench_writes_run_directory(tiny_run):
         ["retrain", "retrain-floor", "original", "ft", "ga"]
 
 
+def test_protocol_without_recipe_runs_with_the_recipe_train_chooses_and_records_it(audit_layer, bank, tmp_path,
+                                                                                      digits):
+    from unlearn.experiments import run_bench
+    from unlearn.experiments.jobs import resolve
+    from unlearn.training import default_recipe
+
+    raw = tiny_protocol({"ga": {"epochs": 1}}, attacks=("acc", "loss"))
+    raw.update(settings=["without_retain"], reference_rows=[])
+    del raw["recipe"]
+    result = run_bench(parse_config(as_yaml(raw)), tmp_path / "run", bank=bank, progress=False)
+    assert not result.crashed and {r["method"] for r in result.records} == {"retrain", "ga"}
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["recipe"] == default_recipe(digits) == "digits"  # what `unlearn train` picks for digits
+    named = resolve(parse_config(as_yaml({**raw, "recipe": "digits"})), digits)
+    assert {j.id for j in named.oracle + named.runs} == {r["id"] for r in result.records}  # the same jobs
+
+
 def test_bench_writes_the_forget_sets_it_evaluated(tiny_run, digits):
     # Reproducing an audit of a bench by hand needs its forget set: `unlearn audit --forget` takes this CSV.
     from unlearn import data

@@ -198,7 +198,9 @@ class Config(_Strict):
     test_subset: int | None = Field(None, ge=10)
     subset_seed: int = 0
     model: ModelSpec
-    recipe: str | dict[str, Any]
+    # None: the recipe `unlearn train` chooses for the data (`training.default_recipe`, by input
+    # shape), named by `jobs.with_recipe` once the data is loaded and written in the run's config.yaml.
+    recipe: str | dict[str, Any] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # original-model seeds
     runs: int = Field(1, ge=1)  # unlearning runs per (model, forget set), seeds 0..runs-1
     forget: list[ForgetSpec] = Field(min_length=1)
@@ -221,7 +223,7 @@ class Config(_Strict):
     def _known_recipe(cls, value):
         from unlearn.training import get_recipe
 
-        return _accepted_by(get_recipe, value)
+        return value if value is None else _accepted_by(get_recipe, value)
 
     @field_validator("dataset")
     @classmethod

@@ -193,6 +193,16 @@ def dataset_of(name: str, root: str | None = None, train_subset: int | None = No
     return _DATASETS[key]
 
 
+def with_recipe(config: Config) -> Config:
+    """`config` with its recipe named: a protocol without `recipe:` gets the one `unlearn train`
+    chooses for the same data (`training.default_recipe`, by input shape)."""
+    from unlearn.training import default_recipe
+
+    if config.recipe is not None:
+        return config
+    return config.model_copy(update={"recipe": default_recipe(dataset_of(*config.dataset_spec))})
+
+
 def _subset(full: Dataset, split: str, size: int, seed: int) -> Dataset:
     from sklearn.model_selection import train_test_split
 

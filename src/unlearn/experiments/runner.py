@@ -30,7 +30,7 @@ from unlearn.bank import ModelBank
 from unlearn.data import save_forget_csv
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
-from unlearn.experiments.jobs import Plan, dataset_of, resolve
+from unlearn.experiments.jobs import Plan, dataset_of, resolve, with_recipe
 from unlearn.experiments.provenance import environment
 from unlearn.experiments.stages import BenchResult, run_stage, train_stage
 from unlearn.experiments.store import ResultStore
@@ -50,6 +50,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     if not tune:
         config = config.model_copy(update={"tune": config.tune.model_copy(update={"trials": 0})})
     start = time.perf_counter()
+    config = with_recipe(config)  # the recipe chosen for the data goes into config.yaml
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))

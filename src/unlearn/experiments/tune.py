@@ -382,7 +382,9 @@ def tune(config: Config, method: str, run_dir: str | Path, *, trials: int | None
     """`unlearn tune`: the tuning stage for one method; write its best values (first forget set and
     setting) as a config fragment to paste under `methods:`."""
     from unlearn.experiments.executors import make_executor
+    from unlearn.experiments.jobs import with_recipe
 
+    config = with_recipe(config)
     if method not in config.methods:
         raise UnlearnInputError(f"--method {method}: not among the protocol's methods ({', '.join(config.methods)})")
     if method == "retrain":
