@@ -93,7 +93,8 @@ def epsilon_score(method, dataset: Dataset, split: ForgetSplit, arch: str, recip
     All figures in percent except the ratios and ε. `test` is the test side for TA (default: the test split).
     """
     from unlearn.bank import ModelBank
-    from unlearn.training import get_recipe, progress_bar
+    from unlearn.progress import progress_bar
+    from unlearn.training import get_recipe
 
     if n_models < 2:
         raise UnlearnInputError(f"the ε score needs at least 2 models of each kind, got n_models={n_models}")

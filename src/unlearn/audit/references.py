@@ -31,7 +31,8 @@ from unlearn.audit.queries import query_views
 from unlearn.data import ArrayDataset, Dataset
 from unlearn.errors import UnlearnInputError
 from unlearn.models import logits as model_logits
-from unlearn.training import Recipe, default_recipe, get_recipe, progress_bar
+from unlearn.progress import progress_bar
+from unlearn.training import Recipe, default_recipe, get_recipe
 
 
 @dataclass(frozen=True)

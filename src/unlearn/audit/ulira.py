@@ -36,7 +36,8 @@ from unlearn.audit.scores import logit_confidence
 from unlearn.data import Dataset
 from unlearn.errors import UnlearnInputError
 from unlearn.models import logits as model_logits
-from unlearn.training import Recipe, get_recipe, progress_bar
+from unlearn.progress import progress_bar
+from unlearn.training import Recipe, get_recipe
 
 
 def ulira(method, dataset: Dataset, arch: str, *, arch_args: dict | None = None, recipe: str | Recipe | dict,

@@ -25,12 +25,14 @@ from unlearn.cli.common import (
     DataRootOpt,
     DatasetOpt,
     DeviceOpt,
+    QuietOpt,
     SeedOpt,
     app,
     check_device,
     console,
     load_dataset,
     parse_sets,
+    progress_of,
     table,
 )
 
@@ -67,6 +69,7 @@ def audit(
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     bank: Path = BankOpt,
+    quiet: bool = QuietOpt,
 ):
     """Audit --model on the --forget set: accuracies, MIAs, and the gap to --reference."""
     from unlearn import audit as audit_layer
@@ -110,7 +113,7 @@ def audit(
     result = audit_layer.evaluate(audited, ds, split, attacks=chosen, reference=retrained, bank=store,
                                   n_reference=n_reference, seed=seed, device=device, evaluation=evaluation,
                                   rmia_settings=settings, method=judged, with_retain=not no_retain,
-                                  n_models=n_models, n_shadow=n_shadow, progress=None if not as_json else False)
+                                  n_models=n_models, n_shadow=n_shadow, progress=progress_of(quiet or as_json))
     n_test = len(ds.test) if evaluation is None else len(evaluation)
     typer.echo(f"D_T: {'the whole test split' if evaluation is None else 'the evaluation half of the test split'} "
                f"({n_test} of {len(ds.test)} samples)", err=True)

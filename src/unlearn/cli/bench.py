@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unlearn.cli.common import BankOpt, app, check_device, console
+from unlearn.cli.common import BankOpt, QuietOpt, app, check_device, console, progress_of
 
 
 def print_summary(run_dir: Path) -> None:
@@ -24,6 +24,7 @@ def bench(
     no_tune: bool = typer.Option(False, "--no-tune", help="skip tuning: every method with the protocol's "
                                  "hyperparameters (the papers' defaults), labelled untuned"),
     bank: Path = BankOpt,
+    quiet: bool = QuietOpt,
 ):
     """Run CONFIG: tune every method, train originals and retrains into the bank, unlearn, audit, write tables.
 
@@ -40,7 +41,8 @@ def bench(
     if backend == "local":  # with Ray the workers' devices count, not the driver's
         check_device(cfg.device)
     run_dir = out or Path("runs") / cfg.name
-    result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank), tune=not no_tune)
+    result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank), tune=not no_tune,
+                       progress=progress_of(quiet))
     print_summary(run_dir)
     total = len(result.plan.oracle) + len(result.plan.runs)
     console.print(f"{total} jobs: {result.executed} run now, {total - result.executed - len(result.crashed)} "

@@ -25,6 +25,13 @@ DataRootOpt = typer.Option(None, "--data-root", help="where the dataset lives (c
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps")
 BankOpt = typer.Option(None, "--bank", help="model bank folder (default $UNLEARN_BANK or ~/.cache/unlearn/bank)")
 SeedOpt = typer.Option(0, "--seed", help="seed of every random choice")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress (by default a bar on a terminal, else a plain "
+                                                      "line to stderr every few seconds)")
+
+
+def progress_of(quiet: bool) -> bool | None:
+    """The `progress` argument for `--quiet`: off, or chosen by the terminal (`unlearn.progress`)."""
+    return False if quiet else None
 
 
 def load_dataset(name: str | None, root: Path | None, model_file: Path | None = None):

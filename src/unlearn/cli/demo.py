@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from unlearn.cli.common import BankOpt, DeviceOpt, app, check_device, console
+from unlearn.cli.common import BankOpt, DeviceOpt, QuietOpt, app, check_device, console, progress_of
 from unlearn.errors import UnlearnInputError
 
 # Hyperparameters that differ from a method's documented default on digits, with the reason.
@@ -53,6 +53,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run directory"),
     device: str = DeviceOpt,
     bank: Path = BankOpt,
+    quiet: bool = QuietOpt,
 ):
     """Every method on mnist1d (10% random forget, with and without D_R), audited; table + HTML report."""
     import yaml
@@ -70,7 +71,7 @@ def demo(
     config = parse_config(yaml.safe_dump(protocol, sort_keys=False), source="demo protocol")
     console.print(f"{dataset}, MLP, 10% random forget, seed {seed}: {len(config.methods)} methods "
                   f"({', '.join(config.methods)}), with and without D_R")
-    result = run_bench(config, out, bank=ModelBank(bank))
+    result = run_bench(config, out, bank=ModelBank(bank), progress=progress_of(quiet))
     print_summary(out)
     report = write_report(out)
     console.print(f"{result.seconds:.1f} s ({result.trained} models trained, {result.executed} jobs run); "

@@ -11,12 +11,14 @@ from unlearn.cli.common import (
     DataRootOpt,
     DatasetOpt,
     DeviceOpt,
+    QuietOpt,
     SeedOpt,
     app,
     check_device,
     console,
     load_dataset,
     parse_sets,
+    progress_of,
 )
 
 
@@ -36,6 +38,7 @@ def train(
     data_root: Path = DataRootOpt,
     device: str = DeviceOpt,
     bank: Path = BankOpt,
+    quiet: bool = QuietOpt,
 ):
     """Train on DATASET (minus --forget), served from the bank when it was trained before."""
     from unlearn import data, models
@@ -55,7 +58,8 @@ def train(
         indices = data.load_forget_csv(forget, len(ds.train)).retain
     store = ModelBank(bank)
     net, seconds = store.get_with_time(ds, arch, indices, recipe_obj, seed=seed, device=device,
-                                       arch_args=parse_sets(arch_args) if arch_args else None)
+                                       arch_args=parse_sets(arch_args) if arch_args else None,
+                                       progress=progress_of(quiet))
     train_set = ds.train if indices is None else ds.train.subset(indices)
     served = "trained" if store.trained else "served from the bank"
     console.print(f"{arch} on {ds.name} ({len(train_set)} samples, seed {seed}): {served}, "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unlearn.cli.common import BankOpt, app, check_device, console, table
+from unlearn.cli.common import BankOpt, QuietOpt, app, check_device, console, progress_of, table
 
 
 @app.command()
@@ -19,6 +19,7 @@ def tune(
     backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
     bank: Path = BankOpt,
+    quiet: bool = QuietOpt,
 ):
     """Tune one method as `unlearn bench` does (Optuna, on a separate forget set, scored on the
     validation half of the test split); write the best values as a config fragment.
@@ -37,7 +38,7 @@ def tune(
         raise UnlearnInputError(f"--trials must be at least 1, got {trials}")
     run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"
     result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out, backend=backend,
-                      address=address)
+                      address=address, progress=progress_of(quiet))
     objective = result.outcome["objective"]
     keys = [k for k in result.trials[0] if k not in ("trial", "status")]
     # Hyperparameters as given (a 2-decimal float format would print lr 0.005 as 0.01); the score as a float.

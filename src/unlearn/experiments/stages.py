@@ -26,6 +26,7 @@ from unlearn.experiments.jobs import (
     train_job,
 )
 from unlearn.experiments.store import ResultStore
+from unlearn.progress import progress_bar
 
 
 @dataclass
@@ -39,12 +40,6 @@ class BenchResult:
     seconds: float = 0.0
     tuning: dict[str, Any] | None = None  # the tuning stage's outcome (None: untuned)
     rows: list[dict[str, Any]] = field(default_factory=list)  # the summary's rows (`summary.aggregate`)
-
-
-def _progress(enabled: bool | None):
-    from unlearn.training import progress_bar
-
-    return progress_bar(enabled)
 
 
 def train_stage(plan: Plan, bank: ModelBank, executor, progress) -> dict[tuple, tuple[Any, float]]:
@@ -71,7 +66,7 @@ def train_stage(plan: Plan, bank: ModelBank, executor, progress) -> dict[tuple, 
     jobs = [{"dataset_spec": config.dataset_spec, "arch": arch, "arch_args": arch_args,
              "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
              "name": f"{role} seed {seed}"} for (role, _, _), _, idx, seed in missing]
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("training models for the bank", total=len(jobs))
         for index, out in executor.map(train_job, jobs):
             if isinstance(out, BaseException):
@@ -111,7 +106,7 @@ def run_stage(jobs, plan: Plan, models, references, bank: ModelBank, store: Resu
             "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],
             "retrain_seconds": models[(ORACLE, job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
             "device": plan.config.device})
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(title, total=len(todo))
         for index, out in executor.map(run_job, kwargs):
             if isinstance(out, BaseException):

@@ -1,6 +1,6 @@
 """Training layer: named recipes and the one training loop."""
 
-from unlearn.training.loop import Source, fit, lr_factor, make_optimizer, progress_bar  # noqa: F401
+from unlearn.training.loop import Source, fit, lr_factor, make_optimizer  # noqa: F401
 from unlearn.training.recipes import (  # noqa: F401
     DEFAULT_ARCH,
     RECIPES,

@@ -10,17 +10,16 @@ All randomness (initialisation, shuffling, augmentation, relabelling) comes from
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from unlearn.data import ArrayDataset, as_float, augment
 from unlearn.errors import DivergenceError, UnlearnInputError
+from unlearn.progress import progress_bar
 from unlearn.training.recipes import Recipe
 
 Relabel = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -58,12 +57,6 @@ def lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
         warm = max(1, int(0.25 * total))
         return lambda it: (it + 1) / warm if it < warm else max(0.0, (total - it) / (total - warm))
     raise UnlearnInputError(f"unknown schedule {recipe.schedule!r}; use constant, step, cosine or onecycle")
-
-
-def progress_bar(enabled: bool | None = None) -> Progress:
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True, disable=not enabled)
 
 
 def _stack(sources: Sequence[Source]):
