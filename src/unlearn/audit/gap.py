@@ -118,10 +118,11 @@ def clearly_below(gap: Sequence[float], baseline: Sequence[float], *, standard_e
     return bool(difference[0] + normal_quantile(confidence) * float(np.hypot(*standard_errors)) < 0)
 
 
-def gap_standard_error(name: str, term_errors: Mapping[str, float]) -> float | None:
+def gap_standard_error(name: str, term_errors: Mapping[str, float], terms: Sequence[str] | None = None) -> float | None:
     """Sampling SE of a named gap, the mean of four |Δ| terms, treating the terms as independent and
-    the reference's figures as fixed; None when a term's error is unknown."""
-    errors = [term_errors.get(k) for k in GAPS[name]]
+    the reference's figures as fixed; None when a term's error is unknown. `terms`: those of a gap
+    defined elsewhere (the LM's gap-lm, `unlearn.lm.audit.gap`); default `GAPS[name]`."""
+    errors = [term_errors.get(k) for k in (GAPS[name] if terms is None else terms)]
     if any(e is None for e in errors):
         return None
     return float(np.sqrt(np.sum(np.square(errors)))) / len(errors)
