@@ -7,7 +7,7 @@ unusable hyperparameters refused by name before any work; an empty forget set re
 method that needs the retain set refuses to run without it.
 
 Known answers: NPO's loss at θ = θ_ref is (2/β)·log 2; SimNPO's formula on a hand-computed case
-and on the model; GA lowers the forget likelihood; IdkNLL raises the refusals'; RMU moves the
+and on the model; GA, GradDiff, NPO, SimNPO lower the forget likelihood; IdkNLL raises the refusals'; RMU moves the
 chosen layer's forget activations towards c·u and changes nothing but the chosen MLP; AMUN
 picks the alternative the model finds most likely; SG's features are the mean NLL and Min-K%.
 
@@ -244,25 +244,31 @@ def test_simnpo_loss_on_a_hand_computed_case_and_on_the_model(model, tokenizer):
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_ga_lowers_the_forget_likelihood(model, tokenizer):
-    new = run("ga", model, tokenizer, retain=None, warmup_epochs=0.0, lr=1e-2)
+@pytest.mark.parametrize("name", ["ga", "graddiff", "npo", "simnpo"])
+def test_forget_losses_lower_the_forget_likelihood(name, model, tokenizer):
+    # The forget term alone where the method allows it: a retain term on answers that share
+    # tokens with the forget answers (town names) could outweigh SimNPO's γ = 0.125 in one step.
+    retain = RETAIN if methods.get_class(name).requires_retain else None
+    new = run(name, model, tokenizer, retain=retain, warmup_epochs=0.0, lr=1e-2)
     assert (logprob(new, tokenizer, FORGET) < logprob(model, tokenizer, FORGET)).all()
 
 
+def refusal_logprob(model, tokenizer) -> torch.Tensor:
+    """Mean log-probability of the refusals, per forget question."""
+    pairs = [(e, r) for e in FORGET for r in REFUSALS]
+    return logprob(model, tokenizer, [e for e, _ in pairs], [r for _, r in pairs]).view(len(FORGET), -1).mean(1)
+
+
 def test_idknll_raises_the_likelihood_of_refusing(model, tokenizer):
-    new = run("idknll", model, tokenizer, epochs=5, lr=1e-2)
-    refusals = [(e, r) for e in FORGET for r in REFUSALS]
-    before = logprob(model, tokenizer, [e for e, _ in refusals], [r for _, r in refusals])
-    after = logprob(new, tokenizer, [e for e, _ in refusals], [r for _, r in refusals])
-    assert after.mean() > before.mean() + 1.0
+    new = run("idknll", model, tokenizer, epochs=3, lr=1e-2)
+    assert (refusal_logprob(new, tokenizer) > refusal_logprob(model, tokenizer) + 1.0).all()
 
 
 def test_idkdpo_prefers_the_refusal_to_the_answer_more_than_before(model, tokenizer):
-    new = run("idkdpo", model, tokenizer, epochs=5, lr=1e-2)
+    new = run("idkdpo", model, tokenizer, epochs=3, lr=1e-2)
 
     def margin(m):
-        refusal = torch.stack([logprob(m, tokenizer, FORGET, [r] * len(FORGET)) for r in REFUSALS]).mean(0)
-        return refusal - logprob(m, tokenizer, FORGET)
+        return refusal_logprob(m, tokenizer) - logprob(m, tokenizer, FORGET)
 
     assert (margin(new) > margin(model)).all()
 
