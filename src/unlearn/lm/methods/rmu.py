@@ -14,10 +14,10 @@ read noise there; the retain term keeps the rest where it was. Only the MLPs of 
 
 Defaults and deviations (docs/methods.md, "RMU"):
 - u: uniform on [0, 1)^d, normalised (as both codes draw it), from the run's seed.
-- c: the paper's 6.5 (Zephyr-7B, ℓ = 7) and OpenUnlearning's values are absolute numbers for
-  7B/1B models (OpenUnlearning: 2 in its config, 20 in its code); here, by default, c = `steering_scale` × the mean norm of the original's layer-ℓ
-  activations on the forget answers (5×, our choice), so it means the same for any model size.
-  An explicit `steering_coeff` overrides it.
+- c: the paper's 6.5 (Zephyr-7B, ℓ = 7) and OpenUnlearning's values (2 in its config, 20 in its
+  code) are absolute numbers for 7B/1B models; here, by default, c = `steering_scale` × the mean
+  norm of the original's layer-ℓ activations on the forget answers (5×, our choice), so it
+  means the same for any model size. An explicit `steering_coeff` overrides it.
 - ℓ: the paper's 7 of 32 layers (OpenUnlearning: 7 of 16) does not transfer by index; the
   default is the middle layer.
 - Updated weights: every weight of the MLPs of layers ℓ−2..ℓ, not only their down-projections
