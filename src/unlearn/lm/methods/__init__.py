@@ -7,7 +7,8 @@ here: the bench trains the oracle on the retained entities through the model ban
 (`unlearn.lm.models.bank_lm`), as it does for classifiers.
 """
 
-from unlearn.lm.methods.base import LMBatch, LMMethod, available, get, get_class, register  # noqa: F401
+from unlearn.lm.methods.base import LMMethod, available, get, get_class, register  # noqa: F401
+from unlearn.lm.methods.batch import LMBatch  # noqa: F401
 
 # Importing a method's module registers it.
 from unlearn.lm.methods import ga, graddiff, npo, simnpo, rmu, idk, amun, sg  # noqa: E402,F401  isort: skip

@@ -25,7 +25,8 @@ A forget example without alternatives is refused.
 from __future__ import annotations
 
 from unlearn.errors import UnlearnInputError
-from unlearn.lm.methods.base import LMBatch, LMMethod, register
+from unlearn.lm.methods.base import LMMethod, register
+from unlearn.lm.methods.batch import LMBatch
 from unlearn.lm.scoring import completion_logprob, mean_token_nll
 
 

@@ -1,4 +1,4 @@
-"""The interface of every LM unlearning method, its registry, and the batch a loss receives.
+"""The interface of every LM unlearning method, and its registry.
 
 An LM method is one loss over a forget batch and a retain batch (OpenUnlearning's design: its
 trainers differ only in `compute_loss`). Everything else, the copy of the model, the optional
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from unlearn.errors import UnlearnInputError
 from unlearn.lm.examples import LMExample
-from unlearn.lm.scoring import encode_pairs, mean_token_nll, sequence_nll
+from unlearn.lm.methods.batch import LMBatch
+from unlearn.lm.methods.loop import finetune
+from unlearn.lm.scoring import mean_token_nll, sequence_nll
 from unlearn.registry import Registry, hyperparameters
 
 # The LM family's registry, separate from the classifier methods' (`unlearn.methods`).
@@ -31,27 +32,6 @@ register = _REGISTRY.register
 available = _REGISTRY.available
 get_class = _REGISTRY.get_class
 get = _REGISTRY.get
-
-
-@dataclass
-class LMBatch:
-    """A few examples and the tokenizer that encodes them; `targets` are the completions the
-    method trains towards when they are not the true ones (a refusal, a nearest wrong answer)."""
-
-    tokenizer: Any
-    examples: list[LMExample]
-    targets: list[str] | None = None
-
-    def encode(self, completions: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """The prompts with `completions` (default: the true ones), labelled on the completion."""
-        if completions is None:
-            completions = [e.completion for e in self.examples]
-        return encode_pairs(self.tokenizer, [e.prompt for e in self.examples], completions)
-
-    def encode_targets(self) -> dict[str, torch.Tensor]:
-        if self.targets is None:
-            raise RuntimeError("this batch has no targets; the method's prepare() gives them")
-        return self.encode(self.targets)
 
 
 def finite_number(value) -> bool:
@@ -170,8 +150,6 @@ class LMMethod:
     def unlearn(self, model, tokenizer, forget: Sequence[LMExample], retain: Sequence[LMExample] | None = None, *,
                 seed: int = 0, device=None, **context):
         """A copy of `model` that has unlearned `forget` (using `retain` when given); `model` is untouched."""
-        from unlearn.lm.methods.loop import finetune
-
         self.check()
         if len(forget) == 0:
             raise UnlearnInputError(f"{self.name}: the forget set is empty")

@@ -21,11 +21,12 @@ import time
 import torch
 
 from unlearn.errors import DivergenceError
-from unlearn.lm.methods.base import LMBatch, LMMethod
+from unlearn.lm.methods.batch import LMBatch
 
 
-def finetune(method: LMMethod, model, tokenizer, forget: list, retain: list | None, *, seed: int,
+def finetune(method, model, tokenizer, forget: list, retain: list | None, *, seed: int,
              device=None, context: dict):
+    """Train a copy of `model` on `method.loss` (an `LMMethod`, hyperparameters checked); return it."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     student = copy.deepcopy(model).to(device)
     flags = [p.requires_grad for p in student.parameters()]
@@ -58,7 +59,7 @@ def finetune(method: LMMethod, model, tokenizer, forget: list, retain: list | No
     return student.eval()
 
 
-def _train(method: LMMethod, model, tokenizer, forget: list, retain: list | None,
+def _train(method, model, tokenizer, forget: list, retain: list | None,
            candidates: list[tuple[str, ...]] | None, generator: torch.Generator) -> list[float]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay)

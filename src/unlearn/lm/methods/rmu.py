@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from unlearn.errors import UnlearnInputError
-from unlearn.lm.methods.base import LMBatch, LMMethod, register
+from unlearn.lm.methods.base import LMMethod, register
+from unlearn.lm.methods.batch import LMBatch
 from unlearn.lm.scoring import IGNORE
 
 

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from unlearn.errors import UnlearnInputError
-from unlearn.lm.methods.base import LMBatch, LMMethod, register
+from unlearn.lm.methods.base import LMMethod, register
+from unlearn.lm.methods.batch import LMBatch
 from unlearn.lm.scoring import mean_token_nll, token_logprobs
 from unlearn.methods.sg_auditor import audit, audit_tasks
 
