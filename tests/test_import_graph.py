@@ -3,7 +3,8 @@
 A circle (a imports b, b imports a, even from inside a function) makes the modules one unit that
 only works in a certain import order; what two modules share belongs in a third that both import.
 The graph is read from the source (ast), imports inside functions included, so a circle hidden
-behind a function-level import is found too.
+behind a function-level import is found too; imports under `if TYPE_CHECKING:` never run and
+are left out.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
     that is a module, else `p`; a parent package that Python initialises on the way is not an
     edge (it imports its children, so counting it would make every re-exporting package a circle)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    # `if TYPE_CHECKING:` imports never run: annotations only, the usual way to name a type back
+    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                 for stmt in node.body for inner in ast.walk(stmt)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -41,6 +48,11 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
                 base = f"{anchor}.{base}" if base else anchor
             found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
     return {m for m in found if m in known and m != name}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def import_graph(root: Path = SRC) -> dict[str, set[str]]:
@@ -86,6 +98,8 @@ def test_src_has_no_import_circle():
     ({"a.py": "from . import b\n", "b.py": "from .c import y\n", "c.py": "import unlearn.a\n"},
      [["unlearn.a", "unlearn.b", "unlearn.c"]]),
     ({"a.py": "from unlearn import b\n", "b.py": "import os\n"}, []),
+    ({"a.py": "from unlearn import b\n", "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+              "    from unlearn.a import A\n"}, []),
     # a package re-exporting its child, and the child importing a sibling through the package path
     ({"p/__init__.py": "from unlearn.p.q import f\n", "p/q.py": "from unlearn.p.r import g\n", "p/r.py": ""}, []),
 ])
