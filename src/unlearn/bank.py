@@ -101,9 +101,15 @@ class ModelBank:
         with self._db() as db:
             return db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
 
-    def put(self, key: ModelKey, model: Classifier, seconds: float) -> Path:
-        path = self.root / "models" / f"{key.digest}.safetensors"
-        save_model(model, path)  # atomic: temp file + rename
+    def lock(self, key: ModelKey) -> FileLock:
+        """The per-key lock: whoever holds it trains the model while others wait for the result."""
+        return FileLock(self.root / "locks" / f"{key.digest}.lock")
+
+    def put(self, key: ModelKey, model, seconds: float, save: Callable[[object, Path], object] = save_model,
+            suffix: str = ".safetensors") -> Path:
+        """Store `model` under `key`; `save` (atomic) writes it, e.g. a language model's directory (suffix "")."""
+        path = self.root / "models" / f"{key.digest}{suffix}"
+        save(model, path)  # atomic: temp file or directory + rename
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
                        (key.digest, path.name, json.dumps(key.__dict__), seconds, time.time()))
@@ -126,7 +132,7 @@ class ModelBank:
         arch_args = default_arch_args(dataset.name, arch, arch_args)
         indices = np.arange(len(dataset.train)) if indices is None else np.asarray(indices, dtype=np.int64)
         key = self.key(dataset, arch, indices, recipe_obj, seed, arch_args)
-        with FileLock(self.root / "locks" / f"{key.digest}.lock"):
+        with self.lock(key):
             found = self.lookup(key)
             if found is not None:
                 return load_model(found[0], dataset, device), found[1]
