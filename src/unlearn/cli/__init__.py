@@ -22,6 +22,7 @@ from unlearn.cli import tune as _tune  # noqa: E402,F401  isort: skip
 from unlearn.cli import audit as _audit  # noqa: E402,F401  isort: skip
 from unlearn.cli import split as _split  # noqa: E402,F401  isort: skip
 from unlearn.cli import requests as _requests  # noqa: E402,F401  isort: skip
+from unlearn.cli import lm as _lm  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from unlearn.cli.common import BankOpt, QuietOpt, app, check_device, console, progress_of, table
+from unlearn.errors import UnlearnInputError
 
 
 @app.command()
@@ -31,9 +32,11 @@ def tune(
     from unlearn.experiments.tune import tune as run_tune
 
     cfg = load_config(config)
+    if getattr(cfg, "kind", None) == "lm":
+        raise UnlearnInputError(f"{config}: a language-model protocol; its methods are tuned by `unlearn bench` "
+                                f"(tune.trials), not `unlearn tune`")
     check_device(cfg.device)
     if trials is not None and trials < 1:
-        from unlearn.errors import UnlearnInputError
 
         raise UnlearnInputError(f"--trials must be at least 1, got {trials}")
     run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"

@@ -322,8 +322,16 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise UnlearnInputError(f"{source}{line}: not valid YAML ({getattr(err, 'problem', err)})") from err
     if not isinstance(raw, dict):
         raise UnlearnInputError(f"{source}: a protocol is a YAML mapping (name, dataset, model, ...)")
+    config = _validated(Config, raw, source, root)
+    _check_methods(config, source, root)
+    return config
+
+
+def _validated(schema, raw: dict, source: str, root):
+    """`raw` validated by the pydantic `schema`; its first problems as one `UnlearnInputError`
+    naming file, line and key."""
     try:
-        config = Config.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
         problems = []
         for e in err.errors()[:3]:
@@ -336,8 +344,6 @@ def parse_config(text: str, source: str = "<config>") -> Config:
                 msg = "unknown key"
             problems.append(f"{_where(source, root, loc)}: {key}: {msg}")
         raise UnlearnInputError("; ".join(problems)) from None
-    _check_methods(config, source, root)
-    return config
 
 
 def _check_methods(config: Config, source: str, root) -> None:
@@ -350,7 +356,12 @@ def _check_methods(config: Config, source: str, root) -> None:
             raise UnlearnInputError(f"{where}: methods.retrain: the Retrain row is the oracle, trained with the "
                                     f"protocol's model, recipe and seeds; it takes no hyperparameters here")
         if name not in methods.available():
-            raise UnlearnInputError(f"{where}: methods.{name}: unknown method {name!r}; "
+            from unlearn.lm import methods as lm_methods
+
+            family = (f"{name!r} is a language-model method, and this is a classifier protocol (dataset: "
+                      f"{config.dataset}; an LM protocol names a corpus)" if name in lm_methods.available()
+                      else f"unknown method {name!r}")
+            raise UnlearnInputError(f"{where}: methods.{name}: {family}; "
                                     f"registered: {', '.join(methods.available()) or 'none'}")
         try:
             methods.get(name, **(hp or {}))

@@ -356,7 +356,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     tables = _by_table(records)
     parts = [f"<h1>unlearn benchmark: {html.escape(str(config.get('name', run_dir.name)))}</h1>",
              f"<p>{len(records)} job records from <code>{html.escape(str(run_dir))}</code>; "
-             f"dataset {html.escape(str(config.get('dataset', '?')))}, model "
+             f"dataset {html.escape(str(config.get('dataset', config.get('corpus', '?'))))}, model "
              f"{html.escape(str((config.get('model') or {}).get('arch', '?')))}. All figures in percent; "
              f"each cell is the mean over n runs ± the half-width of Student's t 95% interval, an AUC also "
              f"with DeLong's 95% interval over samples [low, high]. Rows <em>original</em> (the untouched "

@@ -45,8 +45,13 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     `tune=False` (`--no-tune`) skips the tuning stage as `tune.trials: 0` does: every method runs
     with the protocol's hyperparameters and the tables say "untuned".
     """
+    from unlearn.experiments.lm_config import LMConfig
     from unlearn.experiments.tune import tune_stage, tuned_hparams
 
+    if isinstance(config, LMConfig):  # a language-model protocol: the same stages, LM jobs
+        from unlearn.experiments.lm_bench import run_lm_bench
+
+        return run_lm_bench(config, run_dir, backend=backend, address=address, bank=bank, progress=progress, tune=tune)
     if not tune:
         config = config.model_copy(update={"tune": config.tune.model_copy(update={"trials": 0})})
     start = time.perf_counter()

@@ -48,10 +48,14 @@ COLUMNS = [
     ("loss.auc", "loss MIA AUC"), ("rmia.auc", "RMIA AUC"), ("rmia.tpr_at_1pct_fpr", "RMIA TPR@1%"),
     ("lira.auc", "LiRA AUC"), ("ulira.accuracy", "U-LiRA acc"), ("epsilon.score", "ε score"),
     ("relearn.after", "relearn FA"), ("relearn.excess", "relearn FA − Retrain's"),
+    # Language models (`unlearn.lm.audit.evaluate_lm`); retain acc is the column above.
+    ("acc.forget_paraphrased", "paraphrased forget acc"), ("acc.neighbour", "neighbour acc"),
+    ("forget_quality", "forget quality"), ("utility.model_utility", "model utility"),
+    ("verbmem.forget", "VerbMem"), ("minkpp.auc", "Min-K%++ AUC"), ("privleak", "PrivLeak"), ("gap.gap-lm", "gap-lm"),
     ("gap.gap-rmia", "gap-rmia"), ("gap.gap-mis", "gap-mis"), ("seconds", "time (s)"),
     ("time_fraction", "time / retrain"),
 ]
-HEADLINE_GAPS = ("gap-rmia", "gap-mis")
+HEADLINE_GAPS = ("gap-rmia", "gap-mis", "gap-lm")
 
 
 def _values(record: dict[str, Any]) -> dict[str, float | None]:
@@ -142,10 +146,20 @@ def _verdicts(rows) -> None:
         errors = None
         if len(units) == 1:
             unit = units[0]
-            errors = [gap_standard_error(name, term_standard_errors(r["flat"], r.get("sizes") or {}))
-                      for r in (by_unit[unit][0], base[unit])]
+            errors = [_gap_standard_error(name, r) for r in (by_unit[unit][0], base[unit])]
         floor = floors.get((row["forget"], row["setting"]))
         row["verdict"] = verdict(gaps, baselines, floor, errors)
+
+
+def _gap_standard_error(name: str, record) -> float | None:
+    """The sampling SE of one record's gap `name`; gap-lm's terms are the LM audit's."""
+    flat, sizes = record["flat"], record.get("sizes") or {}
+    if name == "gap-lm":
+        from unlearn.lm.audit.gap import TERMS
+        from unlearn.lm.audit.gap import term_standard_errors as lm_term_errors
+
+        return gap_standard_error(name, lm_term_errors(flat, sizes), TERMS)
+    return gap_standard_error(name, term_standard_errors(flat, sizes))
 
 
 def verdict(gaps, baselines, floor: float | None = None, standard_errors=None) -> str | None:
@@ -202,8 +216,10 @@ def caption(part, tuning: dict[str, Any] | None) -> str:
     spread = f"mean ± 95% t half-width over {n} runs" if n > 1 else "one run: no interval over seeds"
     if tuning:
         runs = f" (each the mean of {tuning['repeats']} runs)" if tuning.get("repeats", 1) > 1 else ""
+        scored = "the validation half of the test split" if tuning["objective"] != "gap-lm" else \
+            "that forget set's own audit"  # an LM corpus has no test split (`lm_bench`)
         tuned = (f"methods tuned: {tuning['trials']} trials each{runs} on forget seed {tuning['forget_seed']}, "
-                 f"minimising {tuning['objective']} on the validation half of the test split")
+                 f"minimising {tuning['objective']} on {scored}")
     else:
         tuned = "untuned: every method with the protocol's hyperparameters (the papers' defaults)"
     return f"{spread}; {tuned}"

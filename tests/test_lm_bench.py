@@ -1,0 +1,142 @@
+"""The language-model bench and CLI: an LM protocol through `unlearn bench` (reference rows, tuning,
+verdicts, report) and `unlearn lm train|forget|audit` on real tiny models, with their bad input.
+
+Everything runs on `facts-tiny` (30 entities) with a one-layer GPT-2 trained in the test: seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from unlearn.cli import main
+from unlearn.errors import UnlearnInputError
+from unlearn.experiments import parse_config, run_bench
+from unlearn.experiments.lm_config import LMConfig
+from unlearn.experiments.report import write_report
+from unlearn.experiments.summary import BELOW, LITTLE, NOTHING, WORSE
+from unlearn.lm.models import TINY_RECIPE
+
+TINY = {k: v for k, v in TINY_RECIPE.to_dict().items() if k in ("vocab_size", "n_layer", "n_head", "n_embd",
+                                                                 "batch_size")} | {"epochs": 1}
+RECIPE_SETS = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
+
+
+def tiny_protocol(**changes) -> dict:
+    protocol = {"name": "lm-tiny", "corpus": "facts-tiny", "recipe": TINY, "seeds": [0],
+                "forget": [{"fraction": 0.2, "seeds": [0]}],
+                "methods": {"retrain": None, "ga": {"epochs": 1, "lr": 1e-2}},
+                "audit": {"max_questions": 12}, "tune": {"trials": 1}, "torch_threads": 1}
+    return {**protocol, **changes}
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return int(exit_info.value.code or 0), out.out, out.err
+
+
+def test_an_lm_protocol_runs_through_bench_with_reference_rows_tuning_and_verdicts(tmp_path, bank):
+    config = parse_config(yaml.safe_dump(tiny_protocol()), source="tiny")
+    assert isinstance(config, LMConfig)
+    result = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert not result.crashed
+    rows = {r["method"]: r for r in result.rows}
+    assert list(rows) == ["retrain", "retrain-floor", "original", "ga"]
+    oracle = next(r for r in result.records if r["method"] == "retrain")
+    # The oracle is its own reference: forget quality 1 (identical truth ratios), PrivLeak and gap 0.
+    assert oracle["flat"]["forget_quality"] == pytest.approx(1.0)
+    assert oracle["flat"]["privleak"] == pytest.approx(0.0) and oracle["flat"]["gap.gap-lm"] == pytest.approx(0.0)
+    assert rows["ga"]["verdict"] in (BELOW, LITTLE, NOTHING, WORSE)
+    assert rows["ga"]["tuned"] is True
+    tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
+    assert tuning["objective"] == "gap-lm" and tuning["forget_seed"] == 1000
+    # Its first trial is the protocol's own point (classifier tuning's rule).
+    assert tuning["studies"][0]["trials"][0]["params"]["lr"] == pytest.approx(1e-2)
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "gap-lm" in summary and "Min-K%++ AUC" in summary
+    assert "retrain-floor" in write_report(tmp_path / "run").read_text()
+    # Resuming reruns nothing: every record is in the store.
+    again = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert again.executed == 0 and again.trained == 0
+
+
+def test_each_family_refuses_the_others_methods():
+    with pytest.raises(UnlearnInputError, match="methods.salun: 'salun' is a classifier method"):
+        parse_config(yaml.safe_dump(tiny_protocol(methods={"retrain": None, "salun": {}})), source="lm")
+    classifier = {"name": "c", "dataset": "digits", "model": {"arch": "mlp"}, "forget": [{"fraction": 0.1}],
+                  "methods": {"retrain": None, "npo": {}}}
+    with pytest.raises(UnlearnInputError, match="methods.npo: 'npo' is a language-model method"):
+        parse_config(yaml.safe_dump(classifier), source="classifier")
+    with pytest.raises(UnlearnInputError, match="unknown corpus"):
+        parse_config(yaml.safe_dump(tiny_protocol(corpus="tofu")), source="lm")
+    with pytest.raises(UnlearnInputError, match="recipe"):
+        parse_config(yaml.safe_dump(tiny_protocol(recipe={"layers": 2})), source="lm")
+
+
+def test_bench_refuses_a_protocol_with_a_method_of_the_other_family_writing_nothing(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(tiny_protocol(methods={"retrain": None, "scrub": {}})))
+    code, _, err = run(["bench", str(path), "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "classifier method" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A facts-tiny model directory written by `unlearn lm train`, and its forget list."""
+    root = tmp_path_factory.mktemp("lm")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lm", "train", "--corpus", "facts-tiny", *RECIPE_SETS, "--bank", str(root / "bank"),
+              "--out", str(root / "model")])
+    assert exit_info.value.code in (0, None)
+    (root / "forget.txt").write_text("person-000\n")
+    return root
+
+
+def test_lm_cli_trains_forgets_and_audits_a_model_directory(tiny_model, tmp_path, capsys):
+    out = tmp_path / "unlearned"
+    code, stdout, _ = run(["lm", "forget", str(tiny_model / "model"), "--method", "npo", "--set", "epochs=1",
+                           "--corpus", "facts-tiny", "--forget", str(tiny_model / "forget.txt"), "--out", str(out)],
+                          capsys)
+    assert code == 0 and (out / "config.json").is_file() and "saved to" in stdout
+    report = tmp_path / "audit.json"
+    code, _, _ = run(["lm", "audit", str(out), "--reference", str(tiny_model / "model"), "--corpus", "facts-tiny",
+                      "--forget", str(tiny_model / "forget.txt"), "--json", str(report)], capsys)
+    figures = json.loads(report.read_text())
+    assert code == 0 and 0 <= figures["forget_quality"] <= 1 and "gap-lm" in figures["gap"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no-tokenizer", "tokenizer"),
+    ("missing-field", "missing field 'answer'"),
+    ("unknown-id", "forget id 'person-999' is not in corpus"),
+    ("classifier-method", "a classifier method"),
+])
+def test_lm_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_model, tmp_path, capsys, case, message):
+    import shutil
+
+    model, forget = tiny_model / "model", tiny_model / "forget.txt"
+    args = ["--method", "ga", "--corpus", "facts-tiny", "--forget", str(forget)]
+    if case == "no-tokenizer":
+        model = tmp_path / "bare"
+        shutil.copytree(tiny_model / "model", model)
+        for f in model.iterdir():
+            if "token" in f.name or f.name in ("vocab.json", "merges.txt"):
+                f.unlink()
+    elif case == "missing-field":
+        data = tmp_path / "qa.jsonl"
+        data.write_text('{"id": "a", "question": "Who?", "answer": "Vel"}\n{"id": "b", "question": "Where?"}\n')
+        (tmp_path / "ids.txt").write_text("a\n")
+        args = ["--method", "ga", "--data", str(data), "--forget", str(tmp_path / "ids.txt")]
+    elif case == "unknown-id":
+        (tmp_path / "ids.txt").write_text("person-999\n")
+        args = ["--method", "ga", "--corpus", "facts-tiny", "--forget", str(tmp_path / "ids.txt")]
+    elif case == "classifier-method":
+        args[1] = "salun"
+    out = tmp_path / "out"
+    code, _, err = run(["lm", "forget", str(model), *args, "--out", str(out)], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
