@@ -37,7 +37,6 @@ def tune(
                                 f"(tune.trials), not `unlearn tune`")
     check_device(cfg.device)
     if trials is not None and trials < 1:
-
         raise UnlearnInputError(f"--trials must be at least 1, got {trials}")
     run_dir = run_dir or Path("runs") / f"{cfg.name}-tune-{method}"
     result = run_tune(cfg, method, run_dir, trials=trials, bank=ModelBank(bank), out=out, backend=backend,
