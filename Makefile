@@ -1,4 +1,4 @@
-# Two entry points, each doing the whole set-up on a fresh machine: `make demo`, `make test`.
+# Entry points, each doing the whole set-up on a fresh machine: `make demo`, `make lm-demo`, `make test`.
 # torch is pinned here (not in pyproject) because on this project's machines torch 2.13.0 is a
 # CPU wheel already on disk; elsewhere, install the torch build of your platform first.
 VENV ?= .venv
@@ -12,11 +12,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: install demo test lint
+.PHONY: install demo lm-demo test lint
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/unlearn demo
+
+lm-demo: $(VENV)/.installed
+	$(VENV)/bin/unlearn lm demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

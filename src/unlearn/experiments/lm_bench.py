@@ -162,8 +162,12 @@ def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor,
     from unlearn.lm import methods as registry
 
     methods = [m for m in config.methods if m != ORACLE and lm_search_space(config, m)]
-    blob = {"config": {k: v for k, v in config.to_dict().items() if k not in ("name", "device", "torch_threads")},
-            "procedure": LM_TUNING_PROCEDURE, "spaces": {m: lm_search_space(config, m) for m in methods}}
+    # What the outcome depends on: not the evaluation seeds, rows or name (adding a seed keeps the tuning).
+    blob = {"corpus": [config.corpus, config.corpus_seed], "recipe": config.lm_recipe.to_dict(),
+            "forget": [[f.label, f.fraction] for f in config.forget], "audit": config.audit.model_dump(),
+            "tune": config.tune.model_dump(), "seed": config.seeds[0], "settings": list(config.settings),
+            "methods": {m: config.hparams(m) for m in methods}, "procedure": LM_TUNING_PROCEDURE,
+            "spaces": {m: lm_search_space(config, m) for m in methods}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
     stored = _load(run_dir / TUNING_FILE)
     if stored is not None and stored.get("digest") == digest:
