@@ -79,6 +79,8 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "amun-salun": AMUN_SPACE,
     "sg": {"alpha": [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], "lr": LR, "epochs": {"low": 5, "high": 30}},  # SG's α grid
     "bad-teacher": {"lr": LR, "epochs": EPOCHS},
+    # Ours (docs/methods.md, "loss-match"): the matching weight λ alongside lr and epochs.
+    "loss-match": {"lr": LR, "epochs": EPOCHS, "forget_weight": {"low": 0.1, "high": 3.0, "log": True}},
     # No optimiser, so no lr or epochs: the strength of the edit is what the papers tune.
     "fisher": {"alpha": {"low": 1e-8, "high": 1e-5, "log": True}},  # the authors' notebook sweep
     "ssd": {"alpha": {"low": 1.0, "high": 100.0, "log": True}, "lam": {"low": 0.1, "high": 5.0, "log": True}},

@@ -10,3 +10,4 @@ from unlearn.methods import retrain, ft, rl, ga, neggrad, bs, l1_sparse, salun, 
 from unlearn.methods import amun  # noqa: E402,F401  isort: skip  (AMUN, AMUN + SalUn)
 from unlearn.methods import sg  # noqa: E402,F401  isort: skip  (SG)
 from unlearn.methods import ssd, bad_teacher, fisher, certified  # noqa: E402,F401  isort: skip  (SSD, Fisher forgetting, Bad Teacher, certified removal)
+from unlearn.methods import loss_match  # noqa: E402,F401  isort: skip  (ours: loss matching to non-members, issue 27)
