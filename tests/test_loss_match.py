@@ -73,8 +73,9 @@ def test_it_brings_the_forget_losses_to_the_non_members_level(mnist1d, mnist1d_s
                                                               mnist1d_holdout, with_retain):
     forget = mnist1d.train.subset(mnist1d_split.forget)
     retain = mnist1d.train.subset(mnist1d_split.retain[:1000]) if with_retain else None
-    new = methods.get("loss-match", lr=0.01, epochs=3, forget_weight=1.0).unlearn(
-        mnist1d_original, forget, retain, seed=0, holdout=mnist1d_holdout)
+    # Without D_R an epoch is a pass over D_F alone (4 steps here), so more of them.
+    method = methods.get("loss-match", lr=0.01, epochs=3 if with_retain else 10, forget_weight=1.0)
+    new = method.unlearn(mnist1d_original, forget, retain, seed=0, holdout=mnist1d_holdout)
     before = forget_distance(mnist1d_original, forget, mnist1d_holdout, mnist1d_original)
     after = forget_distance(new, forget, mnist1d_holdout, mnist1d_original)
     # The original memorised D_F (100% right, losses about 0) while it gets the holdout about 60%
@@ -82,7 +83,7 @@ def test_it_brings_the_forget_losses_to_the_non_members_level(mnist1d, mnist1d_s
     assert accuracy(mnist1d_original, forget) == 100.0
     assert after < 0.5 * before, (before, after)
     assert accuracy(new, forget) < 90.0
-    assert new.stats_["matching_last"] < new.stats_["matching_first"]
+    assert method.stats_["matching_last"] < method.stats_["matching_first"]
 
 
 def test_it_refuses_to_run_without_known_non_members(mnist1d, mnist1d_split, mnist1d_original):
