@@ -7,6 +7,19 @@ from pathlib import Path
 import typer
 
 from unlearn.cli.common import BankOpt, QuietOpt, app, check_device, console, progress_of
+from unlearn.errors import UnlearnInputError
+
+
+def print_packaged() -> None:
+    """The packaged protocols, each with the first sentence of its opening comment."""
+    from unlearn import protocols
+
+    for name in protocols.names():
+        lines = protocols.protocol_text(name).splitlines()
+        comment = " ".join(line.lstrip("# ") for line in lines[:next(i for i, x in enumerate(lines) if
+                                                                         not x.startswith("#"))])
+        about = comment.split(": ", 1)[-1].split(". ")[0].rstrip(".")
+        console.print(f"{name:<14} {about}", highlight=False)
 
 
 def print_summary(run_dir: Path) -> None:
@@ -17,7 +30,9 @@ def print_summary(run_dir: Path) -> None:
 
 @app.command()
 def bench(
-    config: Path = typer.Argument(..., help="protocol YAML (see configs/)"),
+    config: str = typer.Argument(None, help="protocol YAML file, or the name of a packaged protocol "
+                                           "(unlearn bench --list)"),
+    list_protocols: bool = typer.Option(False, "--list", help="list the packaged protocols and exit"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
     backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
@@ -35,9 +50,15 @@ def bench(
     record are not re-run.
     """
     from unlearn.bank import ModelBank
-    from unlearn.experiments import load_config, run_bench
+    from unlearn.experiments import run_bench
+    from unlearn.protocols import load_protocol
 
-    cfg = load_config(config)  # refuses a malformed protocol before any work starts
+    if list_protocols:
+        print_packaged()
+        return
+    if config is None:
+        raise UnlearnInputError("give a protocol: a YAML file or a packaged protocol's name (unlearn bench --list)")
+    cfg = load_protocol(config)  # refuses a malformed protocol before any work starts
     if backend == "local":  # with Ray the workers' devices count, not the driver's
         check_device(cfg.device)
     run_dir = out or Path("runs") / cfg.name

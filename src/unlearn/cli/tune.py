@@ -12,7 +12,8 @@ from unlearn.errors import UnlearnInputError
 
 @app.command()
 def tune(
-    config: Path = typer.Argument(..., help="protocol YAML (its `tune:` section sets trials, seed, space)"),
+    config: str = typer.Argument(..., help="protocol YAML (its `tune:` section sets trials, seed, space), or a "
+                                          "packaged protocol's name"),
     method: str = typer.Option(..., "--method", "-m", help="a method named in the protocol"),
     trials: int = typer.Option(None, "--trials", help="number of trials (default: the protocol's tune.trials)"),
     out: Path = typer.Option(None, "--out", "-o", help="config fragment to write (default RUN_DIR/best-M.yaml)"),
@@ -28,10 +29,10 @@ def tune(
     `unlearn bench` tunes every method itself; this command is for looking at one method's trials.
     """
     from unlearn.bank import ModelBank
-    from unlearn.experiments import load_config
     from unlearn.experiments.tune import tune as run_tune
+    from unlearn.protocols import load_protocol
 
-    cfg = load_config(config)
+    cfg = load_protocol(config)
     if getattr(cfg, "kind", None) == "lm":
         raise UnlearnInputError(f"{config}: a language-model protocol; its methods are tuned by `unlearn bench` "
                                 f"(tune.trials), not `unlearn tune`")
