@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: install demo lm-demo test lint
+.PHONY: install demo lm-demo test lint package-data
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -26,3 +26,8 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(VENV)/bin/pytest -n 2 -q
+
+# The package's copies of configs/ and the demo's preset from results/mnist1d/tuning.json
+# (run after changing a protocol or committing a re-run tuning; tests/test_packaged.py checks).
+package-data: $(VENV)/.installed
+	$(PY) tools/package_data.py

@@ -63,3 +63,49 @@ def test_bench_refuses_what_is_neither_a_file_nor_a_packaged_protocol(given, tmp
     error = capsys.readouterr().err
     assert "neither a config file nor a packaged protocol" in error and "mnist1d-class" in error
     assert not (tmp_path / "run").exists()
+
+
+def test_demo_runs_the_preset_values_and_its_caption_says_where_they_come_from(mnist1d):
+    import yaml
+
+    from unlearn.cli.demo import DEMO_PRESETS, demo_protocol
+    from unlearn.experiments import parse_config
+    from unlearn.experiments.jobs import resolve
+    from unlearn.experiments.summary import caption
+    from unlearn.experiments.tune import tuned_hparams
+
+    preset = protocols.load_preset(DEMO_PRESETS["mnist1d"])
+    config = parse_config(yaml.safe_dump(demo_protocol()))
+    plan = resolve(config, mnist1d, tuned_hparams(preset))
+    tuned = {(j.setting, j.method): j.hparams for j in plan.runs if j.tuned}
+    studies = {(s["setting"], s["method"]): s["best"] for s in preset["studies"]}
+    assert tuned == studies  # every tuned study of the demo's forget set runs, with its values
+    text = caption([{"n": 1}], preset)
+    assert "tuned" in text and "results/mnist1d/tuning.json" in text and "model seed 0" in text
+    untuned = resolve(config, mnist1d)  # --untuned: the papers' defaults, labelled so
+    assert not any(j.tuned for j in untuned.runs) and "untuned" in caption([{"n": 1}], None)
+
+
+def test_forget_preset_applies_the_tuned_values_and_set_overrides_them(mnist1d, mnist1d_original, mnist1d_split,
+                                                                      tmp_path):
+    from unlearn import data, models
+
+    model_file, forget_csv = tmp_path / "original.safetensors", tmp_path / "forget.csv"
+    models.save_model(mnist1d_original, model_file)
+    data.save_forget_csv(forget_csv, mnist1d_split.forget[:50])
+    out = tmp_path / "ft.safetensors"
+    args = ["forget", "--model", str(model_file), "--forget", str(forget_csv), "--method", "ft", "--out", str(out),
+            "--preset", "mnist1d", "--set", "epochs=1", "--dataset", "mnist1d"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    applied = json.loads(models.read_spec(out)["training"]["unlearning"])["hyperparameters"]
+    expected = protocols.preset_hparams(protocols.load_preset("mnist1d"), "with_retain", "ft")
+    assert applied["lr"] == expected["lr"] and applied["epochs"] == 1  # the preset's lr, --set's epochs
+
+
+def test_forget_preset_without_values_for_the_method_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["forget", "--model", str(tmp_path / "m.safetensors"), "--forget", str(tmp_path / "f.csv"),
+              "--method", "retrain", "--out", str(tmp_path / "out.safetensors"), "--preset", "mnist1d"])
+    assert exit_.value.code == 2 and "no tuned values for retrain" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()

@@ -28,6 +28,9 @@ SeedOpt = typer.Option(0, "--seed", help="seed of every random choice")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress (by default a bar on a terminal, else a plain "
                                                       "line to stderr every few seconds)")
 
+WideOpt = typer.Option(False, "--wide", help="print every column of summary.md (AUC intervals, TPR, both gaps): "
+                                             "wider than 100 columns")
+
 
 def progress_of(quiet: bool) -> bool | None:
     """The `progress` argument for `--quiet`: off, or chosen by the terminal (`unlearn.progress`)."""

@@ -32,6 +32,18 @@ from unlearn.cli.common import (
 from unlearn.files import write_text
 
 
+def preset_values(name: str, method: str, setting: str) -> dict:
+    """The tuned values of `method` in `setting` from packaged preset `name` (`unlearn.protocols`)."""
+    from unlearn.errors import UnlearnInputError
+    from unlearn.protocols import load_preset, preset_hparams
+
+    values = preset_hparams(load_preset(name), setting, method)
+    if values is None:
+        raise UnlearnInputError(f"--preset {name}: no tuned values for {method} {setting.replace('_', ' ')} "
+                                f"(nothing to tune, or it needs D_R); drop --preset or choose another method")
+    return dict(values)
+
+
 def forgot_nothing(original, new, forget_set) -> bool:
     """Forget accuracy and per-sample loss on D_F unchanged from the original's within noise."""
     from unlearn.audit.stats import unchanged_within_noise
@@ -51,6 +63,8 @@ def forget(
     out: Path = typer.Option(..., "--out", "-o", help="where to write the unlearned model"),
     no_retain: bool = typer.Option(False, "--no-retain", help="do not give the method the retain set D_R"),
     sets: list[str] = typer.Option(None, "--set", help="method hyperparameter key=value, repeatable"),
+    preset: str = typer.Option(None, "--preset", help="start from the values a published protocol's tuning "
+                               "found for this method and setting (mnist1d: the demo's); --set overrides them"),
     dataset: str = DatasetOpt,
     data_root: Path = DataRootOpt,
     seed: int = SeedOpt,
@@ -63,7 +77,11 @@ def forget(
     from unlearn.errors import DivergenceError, UnlearnInputError
 
     check_device(device)
-    chosen = methods.get(method, **parse_sets(sets))
+    tuned = {}
+    if preset is not None:
+        tuned = preset_values(preset, method, "without_retain" if no_retain else "with_retain")
+        console.print(f"--preset {preset}: {tuned}", highlight=False)
+    chosen = methods.get(method, **{**tuned, **parse_sets(sets)})
     ds = load_dataset(dataset, data_root, model)
     original = models.load_model(model, ds, device)
     split = data.load_forget_csv(forget_csv, len(ds.train))

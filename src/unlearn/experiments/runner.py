@@ -22,6 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -39,11 +40,14 @@ from unlearn.files import write_text
 
 
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
-              bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True) -> BenchResult:
+              bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True,
+              preset: dict[str, Any] | None = None) -> BenchResult:
     """Run a protocol into `run_dir` (resuming what is there) and write its summary.
 
     `tune=False` (`--no-tune`) skips the tuning stage as `tune.trials: 0` does: every method runs
-    with the protocol's hyperparameters and the tables say "untuned".
+    with the protocol's hyperparameters and the tables say "untuned". `preset` (a tuning outcome
+    recorded elsewhere, `unlearn.protocols.load_preset`: the demo's) replaces the tuning stage: its
+    values run, and the tables say where they come from.
     """
     from unlearn.experiments.lm_config import LMConfig
     from unlearn.experiments.tune import tune_stage, tuned_hparams
@@ -75,8 +79,8 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        tuning = tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress) \
-            if config.tune.trials else None
+        tuning = preset if preset is not None else \
+            tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress) if config.tune.trials else None
         plan = resolve(config, dataset, tuned_hparams(tuning))
         for (label, forget_seed), split in plan.splits.items():  # so any figure can be re-audited by hand
             save_forget_csv(run_dir / "forget" / f"{label}-seed{forget_seed}.csv", split.forget)

@@ -220,6 +220,9 @@ def caption(part, tuning: dict[str, Any] | None) -> str:
             "that forget set's own audit"  # an LM corpus has no test split (`lm_bench`)
         tuned = (f"methods tuned: {tuning['trials']} trials each{runs} on forget seed {tuning['forget_seed']}, "
                  f"minimising {tuning['objective']} on {scored}")
+        if tuning.get("source"):  # a preset: values another run's tuning found
+            tuned += (f", by the {tuning['protocol']} protocol on model seed {tuning['model_seed']} "
+                      f"(values from {tuning['source']})")
     else:
         tuned = "untuned: every method with the protocol's hyperparameters (the papers' defaults)"
     return f"{spread}; {tuned}"
@@ -254,7 +257,7 @@ def markdown(rows, columns, tuning: dict[str, Any] | None = None) -> str:
                    f"clearly above it, else \"{NOTHING}\". retrain-floor: a second retrain from another seed, the "
                    f"gap no method can be expected to beat.\n")
     if tuning:
-        out.append("Tuned hyperparameters (tuning.json has every trial):\n")
+        out.append(f"Tuned hyperparameters ({tuning.get('source') or 'tuning.json'} has every trial):\n")
         for study in tuning["studies"]:
             out.append(f"- {study['method']} ({study['forget']}, {study['setting'].replace('_', ' ')}): "
                        f"{best_text(study)}")
