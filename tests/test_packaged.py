@@ -14,12 +14,12 @@ import pytest
 import tomllib
 from typer.testing import CliRunner
 
-from unlearn import protocols
+from unlearn import published
 from unlearn.cli import app, main
 from unlearn.experiments import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "src" / "unlearn" / "protocols"
+PACKAGE = ROOT / "src" / "unlearn" / "published"
 REGENERATE = "out of date: run `python tools/package_data.py`"
 
 
@@ -28,31 +28,31 @@ def test_packaged_protocols_are_byte_identical_copies_of_configs():
     assert sorted(p.name for p in PACKAGE.glob("*.yaml")) == configs, REGENERATE
     for name in configs:
         assert (PACKAGE / name).read_bytes() == (ROOT / "configs" / name).read_bytes(), f"{name}: {REGENERATE}"
-    assert protocols.names() == sorted(n[:-len(".yaml")] for n in configs)
+    assert published.names() == sorted(n[:-len(".yaml")] for n in configs)
 
 
 def test_mnist1d_preset_is_the_committed_tuning_record_of_the_demo_forget_set():
     record = json.loads((ROOT / "results" / "mnist1d" / "tuning.json").read_text())
-    preset = protocols.load_preset("mnist1d")
-    assert preset == protocols.preset_from_tuning(record, "mnist1d", "results/mnist1d/tuning.json"), REGENERATE
+    preset = published.load_preset("mnist1d")
+    assert preset == published.preset_from_tuning(record, "mnist1d", "results/mnist1d/tuning.json"), REGENERATE
     # what the demo shows: every study of the demo's forget set, in both settings, tuned on seed 0
-    demo_studies = [s for s in record["studies"] if s["forget"] == protocols.PRESET_FORGET]
+    demo_studies = [s for s in record["studies"] if s["forget"] == published.PRESET_FORGET]
     assert len(preset["studies"]) == len(demo_studies) > 0 and preset["model_seed"] == record["model_seed"]
     ft = next(s for s in demo_studies if s["method"] == "ft" and s["setting"] == "with_retain")
-    assert protocols.preset_hparams(preset, "with_retain", "ft") == ft["best"]
-    assert protocols.preset_hparams(preset, "without_retain", "ft") is None  # ft needs D_R: never tuned without
+    assert published.preset_hparams(preset, "with_retain", "ft") == ft["best"]
+    assert published.preset_hparams(preset, "without_retain", "ft") is None  # ft needs D_R: never tuned without
 
 
 def test_package_data_is_declared_so_pip_installs_it():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert set(declared["unlearn.protocols"]) >= {"*.yaml", "*.json"}
+    assert set(declared["unlearn.published"]) >= {"*.yaml", "*.json"}
 
 
 def test_bench_runs_a_packaged_protocol_by_name_and_lists_them():
-    assert protocols.load_protocol("mnist1d") == load_config(ROOT / "configs" / "mnist1d.yaml")
+    assert published.load_protocol("mnist1d") == load_config(ROOT / "configs" / "mnist1d.yaml")
     listed = CliRunner().invoke(app, ["bench", "--list"])
     assert listed.exit_code == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == protocols.names()
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == published.names()
 
 
 @pytest.mark.parametrize("given", ["no-such-protocol", "configs/missing.yaml"])
@@ -74,7 +74,7 @@ def test_demo_runs_the_preset_values_and_its_caption_says_where_they_come_from(m
     from unlearn.experiments.summary import caption
     from unlearn.experiments.tune import tuned_hparams
 
-    preset = protocols.load_preset(DEMO_PRESETS["mnist1d"])
+    preset = published.load_preset(DEMO_PRESETS["mnist1d"])
     config = parse_config(yaml.safe_dump(demo_protocol()))
     plan = resolve(config, mnist1d, tuned_hparams(preset))
     tuned = {(j.setting, j.method): j.hparams for j in plan.runs if j.tuned}
@@ -99,7 +99,7 @@ def test_forget_preset_applies_the_tuned_values_and_set_overrides_them(mnist1d, 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     applied = json.loads(models.read_spec(out)["training"]["unlearning"])["hyperparameters"]
-    expected = protocols.preset_hparams(protocols.load_preset("mnist1d"), "with_retain", "ft")
+    expected = published.preset_hparams(published.load_preset("mnist1d"), "with_retain", "ft")
     assert applied["lr"] == expected["lr"] and applied["epochs"] == 1  # the preset's lr, --set's epochs
 
 

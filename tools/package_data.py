@@ -1,7 +1,7 @@
 """Rewrite the package's data from the repository: `python tools/package_data.py`.
 
-- src/unlearn/protocols/<name>.yaml: byte-identical copies of configs/<name>.yaml;
-- src/unlearn/protocols/<protocol>-tuned.json: the preset `unlearn demo` and `unlearn forget
+- src/unlearn/published/<name>.yaml: byte-identical copies of configs/<name>.yaml;
+- src/unlearn/published/<protocol>-tuned.json: the preset `unlearn demo` and `unlearn forget
   --preset` use, derived from results/<protocol>/tuning.json (the committed tuning record).
 Run it after a protocol changes or a protocol's tuning is re-run and committed; tests/test_packaged.py
 fails until the package agrees with configs/ and results/.
@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "src" / "unlearn" / "protocols"
+PACKAGE = ROOT / "src" / "unlearn" / "published"
 PRESETS = ["mnist1d"]  # protocols whose committed tuning record the package ships as a preset
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from unlearn.files import write_text
-    from unlearn.protocols import PRESET_SUFFIX, preset_from_tuning
+    from unlearn.published import PRESET_SUFFIX, preset_from_tuning
 
     for stale in PACKAGE.glob("*.yaml"):
         if not (ROOT / "configs" / stale.name).is_file():

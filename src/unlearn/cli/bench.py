@@ -12,10 +12,10 @@ from unlearn.errors import UnlearnInputError
 
 def print_packaged() -> None:
     """The packaged protocols, each with the first sentence of its opening comment."""
-    from unlearn import protocols
+    from unlearn import published
 
-    for name in protocols.names():
-        lines = protocols.protocol_text(name).splitlines()
+    for name in published.names():
+        lines = published.protocol_text(name).splitlines()
         comment = " ".join(line.lstrip("# ") for line in lines[:next(i for i, x in enumerate(lines) if
                                                                          not x.startswith("#"))])
         about = comment.split(": ", 1)[-1].split(". ")[0].rstrip(".")
@@ -106,7 +106,7 @@ def bench(
     """
     from unlearn.bank import ModelBank
     from unlearn.experiments import run_bench
-    from unlearn.protocols import load_protocol
+    from unlearn.published import load_protocol
 
     if list_protocols:
         print_packaged()

@@ -29,7 +29,7 @@ DEMO_HPARAMS: dict[str, dict] = {
     # leave the certified head at 42% test accuracy; λ = 1e-4, σ = 0.1 gives 62.8% (measured on the seed-0 original).
     "certified": {"lam": 1.0e-4, "sigma": 0.1},
 }
-# The tuned preset of each demo data set (`unlearn.protocols`): digits has none and runs untuned.
+# The tuned preset of each demo data set (`unlearn.published`): digits has none and runs untuned.
 DEMO_PRESETS = {"mnist1d": "mnist1d"}
 DEMO_REFERENCE_MODELS = 4  # RMIA reference models: enough to rank methods on digits in a demo's time
 
@@ -72,7 +72,7 @@ def demo(
     from unlearn.cli.bench import print_summary
     from unlearn.experiments import parse_config, run_bench
     from unlearn.experiments.report import write_report
-    from unlearn.protocols import load_preset
+    from unlearn.published import load_preset
 
     check_device(device)
     if dataset not in DEMO_DATASETS:

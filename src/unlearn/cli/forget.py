@@ -33,9 +33,9 @@ from unlearn.files import write_text
 
 
 def preset_values(name: str, method: str, setting: str) -> dict:
-    """The tuned values of `method` in `setting` from packaged preset `name` (`unlearn.protocols`)."""
+    """The tuned values of `method` in `setting` from packaged preset `name` (`unlearn.published`)."""
     from unlearn.errors import UnlearnInputError
-    from unlearn.protocols import load_preset, preset_hparams
+    from unlearn.published import load_preset, preset_hparams
 
     values = preset_hparams(load_preset(name), setting, method)
     if values is None:

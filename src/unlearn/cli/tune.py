@@ -30,7 +30,7 @@ def tune(
     """
     from unlearn.bank import ModelBank
     from unlearn.experiments.tune import tune as run_tune
-    from unlearn.protocols import load_protocol
+    from unlearn.published import load_protocol
 
     cfg = load_protocol(config)
     if getattr(cfg, "kind", None) == "lm":

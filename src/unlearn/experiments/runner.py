@@ -46,7 +46,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
 
     `tune=False` (`--no-tune`) skips the tuning stage as `tune.trials: 0` does: every method runs
     with the protocol's hyperparameters and the tables say "untuned". `preset` (a tuning outcome
-    recorded elsewhere, `unlearn.protocols.load_preset`: the demo's) replaces the tuning stage: its
+    recorded elsewhere, `unlearn.published.load_preset`: the demo's) replaces the tuning stage: its
     values run, and the tables say where they come from.
     """
     from unlearn.experiments.lm_config import LMConfig

@@ -43,7 +43,7 @@ def protocol_text(name: str) -> str:
 
 def load_protocol(given: str | Path):
     """The protocol in file `given`, else the packaged protocol of that name."""
-    from unlearn.experiments.config import load_config, parse_config
+    from unlearn.experiments.protocols import load_config, parse_config
 
     path = Path(given)
     if path.is_file():
