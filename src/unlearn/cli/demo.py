@@ -23,7 +23,8 @@ import typer
 from unlearn.cli.common import BankOpt, DeviceOpt, QuietOpt, WideOpt, app, check_device, console, progress_of
 from unlearn.errors import UnlearnInputError
 
-# Hyperparameters that differ from a method's documented default on digits, with the reason.
+# Hyperparameters that differ from a method's documented default in an untuned demo (`--untuned`, digits),
+# with the reason; a tuned demo runs the preset's values instead.
 DEMO_HPARAMS: dict[str, dict] = {
     # The paper code's λ = 1e-3, σ = 10 suit tens of thousands of samples; on mnist1d's 3,600 they
     # leave the certified head at 42% test accuracy; λ = 1e-4, σ = 0.1 gives 62.8% (measured on the seed-0 original).
