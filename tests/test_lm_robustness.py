@@ -1,0 +1,220 @@
+"""Does the knowledge stay gone? Known answers for the LM robustness audits (issue 26).
+
+A GPT-2 (2 layers, width 64) trained from scratch in seconds on a small slice of the embedded
+`facts` corpus (40 people, two relations, questions only) knows every trained fact; one
+retrained without half of them is the model that never knew. Facts are drawn uniformly and
+independently from pools of 12 (`unlearn.lm.corpus`), so for a model that never saw a fact the
+number it gets right is Binomial(n, 1/12) over the corpus's draw, whatever the model guesses:
+that is where every tolerance here comes from (an exact binomial interval at level 1e-3, with n
+the number of facts, not questions: the three templates of one fact are not independent draws,
+and counting facts only widens the interval).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from unlearn.errors import UnlearnInputError
+from unlearn.lm import corpus as lm_corpus
+from unlearn.lm import models as lm_models
+from unlearn.lm.audit.answers import normalise
+from unlearn.lm.audit.probes import candidates, few_shot_examples, linear_probe, ranked_correct
+from unlearn.lm.audit.relearn import (
+    RelearnSettings,
+    benign_texts,
+    fact_questions,
+    fact_split,
+    relearning,
+    relearning_recovery,
+)
+from unlearn.lm.finetune import finetune_steps
+
+pytest.importorskip("transformers")
+
+RELATIONS = ("birthplace", "occupation")
+RECIPE = lm_models.LMRecipe(vocab_size=600, n_layer=2, n_head=2, n_embd=64, epochs=20, batch_size=16, lr=5e-3)
+LEVEL = 1e-3  # the binomial intervals' level: a correct audit fails a test once in a thousand corpora
+
+
+def people_corpus(n_people: int = 46, n_holdout: int = 6) -> lm_corpus.Corpus:
+    """The first `n_people` people of `facts` with two relations, questions only (no biographies, no general text)."""
+    full = lm_corpus.load("facts")
+    people = [e for e in full.entities if e.kind == "person"][:n_people]
+    ids = {e.id for e in people}
+    return lm_corpus.Corpus("people", [dataclasses.replace(e, attributes={r: e.attributes[r] for r in RELATIONS})
+                                       for e in people],
+                            [q for q in full.qa if q.entity in ids and q.relation in RELATIONS], [], [],
+                            tuple(e.id for e in people[-n_holdout:]), {r: full.pools[r] for r in RELATIONS})
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return people_corpus()
+
+
+@pytest.fixture(scope="module")
+def split(corpus):
+    return lm_corpus.forget_split(corpus, 0.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def original(corpus):
+    return lm_models.train_lm(corpus, corpus.trainable, seed=0, recipe=RECIPE)
+
+
+@pytest.fixture(scope="module")
+def retrained(corpus, split, original):
+    return lm_models.train_lm(corpus, split.retain, seed=0, recipe=RECIPE, tokenizer=original[1])[0]
+
+
+def base_rate_interval(n_facts: int, p: float) -> tuple[float, float]:
+    """The exact binomial interval of the share of n facts a model that never saw them gets right, in percent."""
+    low, high = stats.binom.interval(1 - LEVEL, n_facts, p)
+    return 100.0 * low / n_facts, 100.0 * high / n_facts
+
+
+# ---- relearning ----
+
+def test_fact_split_is_disjoint_covers_the_forget_facts_and_keeps_the_share(corpus, split):
+    taught, held = fact_split(corpus, split.forget, 0.3, seed=4)
+    everything = {(q.entity, q.relation) for q in corpus.questions(split.forget)}
+    assert set(taught) | set(held) == everything and not set(taught) & set(held)
+    assert len(taught) == round(0.3 * len(everything))
+    assert {(q.entity, q.relation) for q in fact_questions(corpus, held)} == set(held)
+    assert fact_split(corpus, split.forget, 0.3, seed=4) == (taught, held)
+
+
+def test_benign_texts_name_the_entity_and_state_no_value_of_any_relation(corpus, split):
+    texts = benign_texts(corpus, split.forget)
+    values = {normalise(v) for pool in lm_corpus.load("facts").pools.values() for v in pool}
+    for example in texts:
+        entity = corpus.entity(example.id.split(".")[0])
+        assert entity.name in example.completion
+        words = set(normalise(example.completion.replace(entity.name, "")).split())
+        assert not words & values, example.completion
+        assert not any(" " in v and v in normalise(example.completion) for v in values)
+
+
+def test_finetune_steps_leaves_the_input_alone_is_seeded_and_looks_at_the_asked_steps(original):
+    model, tokenizer = original
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = benign_texts(people_corpus(), ["person-000"])
+    seen = []
+    a = finetune_steps(model, tokenizer, examples, 3, lr=1e-3, batch_size=2, seed=1, at=(0, 2),
+                       look=lambda k, m: seen.append((k, m.training)))
+    b = finetune_steps(model, tokenizer, examples, 3, lr=1e-3, batch_size=2, seed=1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(before[k], v) for k, v in a.state_dict().items())
+    assert seen == [(0, False), (2, False)]
+    with pytest.raises(UnlearnInputError, match="no examples"):
+        finetune_steps(model, tokenizer, [], 3, lr=1e-3, batch_size=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def retrain_relearned(corpus, split, original, retrained):
+    return relearning(retrained, original[1], corpus, split, RelearnSettings(steps=(0, 64, 128)))
+
+
+def test_retrains_recovery_on_the_facts_it_was_not_taught_stays_at_the_base_rate(corpus, split, retrain_relearned):
+    """Deeb & Roger's attack on the model that never knew: it learns the taught half and, at
+    every budget, answers the other half at the base rate (exactly; ranked among the 12 values:
+    within the two-sided interval; greedy: at most its top, a guess off the pool only loses)."""
+    facts = retrain_relearned["facts"]
+    low, high = base_rate_interval(facts["facts_asked"], lm_corpus.base_rate(corpus))
+    assert facts["facts_asked"] >= 20
+    for accuracy, ranked in zip(facts["accuracy"], facts["rank_accuracy"]):
+        assert accuracy <= high
+        assert low <= ranked <= high
+    benign = retrain_relearned["benign"]
+    n_facts = len({(q.entity, q.relation) for q in corpus.questions(split.forget)})
+    low, high = base_rate_interval(n_facts, lm_corpus.base_rate(corpus))
+    assert all(a <= high for a in benign["accuracy"]) and all(low <= r <= high for r in benign["rank_accuracy"])
+
+
+def test_the_facts_attack_teaches_what_it_is_given(retrain_relearned):
+    """The attack has teeth: within the budget the model that never knew learns the taught facts."""
+    facts = retrain_relearned["facts"]
+    assert facts["taught_accuracy"][0] <= base_rate_interval(facts["facts_taught"], 1 / 12)[1]
+    assert facts["taught_accuracy"][-1] >= 90.0
+
+
+def test_recovery_is_the_mean_gap_to_retrain_over_the_attacked_budgets(retrain_relearned):
+    shifted = {**retrain_relearned, "facts": {**retrain_relearned["facts"],
+                                              "accuracy": [a + d for a, d in zip(retrain_relearned["facts"]["accuracy"],
+                                                                                 (0.0, 10.0, 30.0))]}}
+    recovery = relearning_recovery(shifted, retrain_relearned)
+    assert recovery["facts"]["curve"] == [0.0, 10.0, 30.0] and recovery["facts"]["recovery"] == 20.0
+    assert recovery["benign"]["recovery"] == 0.0
+    with pytest.raises(UnlearnInputError, match="other settings"):
+        relearning_recovery({**shifted, "settings": {"steps": [0]}}, retrain_relearned)
+
+
+# ---- extraction probes ----
+
+def test_ranking_names_every_known_answer_and_candidates_are_the_pool(corpus, original):
+    model, tokenizer = original
+    items = corpus.questions(corpus.trainable[:10])
+    assert all(set(candidates(corpus, q)) == set(corpus.pools[q.relation]) for q in items)
+    assert ranked_correct(model, tokenizer, corpus, items).all()
+
+
+def test_few_shot_prompts_show_answered_questions_of_the_same_relation_about_other_entities(corpus, split):
+    items = corpus.questions(split.forget)[:6]
+    shots = few_shot_examples(corpus, items, split.retain, 3, seed=0)
+    for item, shot in zip(items, shots):
+        context = shot.prompt[: -len(item.example().prompt)]
+        assert shot.prompt.endswith(item.example().prompt) and shot.completion == item.answer
+        assert context.count("Question:") == 3 and corpus.entity(item.entity).name not in context
+
+
+@pytest.fixture(scope="module")
+def original_probe(corpus, split, original):
+    return linear_probe(*original, corpus, split.retain, split.forget)
+
+
+def test_the_originals_probe_accuracy_equals_its_answer_accuracy(original_probe):
+    """A model that answers every forget question: the probe reads the answer from its
+    activations as well as the model says it. Tolerance: the binomial error of the probe's
+    accuracy over the probed facts (z at level 1e-3), not a fitted margin."""
+    n_facts = original_probe["probed"] // 3
+    assert original_probe["answer_accuracy"] == 100.0 and n_facts >= 20
+    p = original_probe["accuracy"] / 100
+    z = stats.norm.ppf(1 - LEVEL / 2)
+    assert abs(original_probe["accuracy"] - original_probe["answer_accuracy"]) <= 100 * z * np.sqrt(
+        max(p * (1 - p), 1 / n_facts) / n_facts)
+
+
+def bias_against_answers(model, tokenizer, answers) -> torch.nn.Module:
+    """The cheapest fake unlearning: a copy whose output layer gets a large negative bias on
+    every token of the given answers; every hidden state is untouched."""
+    fake = lm_models.copy_lm(model)
+    head = fake.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    biased.weight = head.weight
+    with torch.no_grad():
+        biased.bias.zero_()
+        for answer in answers:
+            biased.bias[tokenizer(" " + answer, add_special_tokens=False)["input_ids"]] = -1e4
+    fake.lm_head = biased
+    return fake.eval()
+
+
+def test_a_method_that_only_biases_the_output_layer_is_caught_by_the_probe(corpus, split, original,
+                                                                           original_probe):
+    model, tokenizer = original
+    fake = bias_against_answers(model, tokenizer, {q.answer for q in corpus.questions(split.forget)})
+    caught = linear_probe(fake, tokenizer, corpus, split.retain, split.forget)
+    assert caught["answer_accuracy"] <= base_rate_interval(caught["probed"] // 3, 1 / 12)[1]
+    assert caught["accuracy"] == original_probe["accuracy"]
+    assert caught["accuracy"] >= 80.0
+
+
+def test_the_probe_reads_nothing_from_a_model_that_never_knew(corpus, split, original, retrained):
+    probe = linear_probe(retrained, original[1], corpus, split.retain, split.forget)
+    assert probe["accuracy"] <= base_rate_interval(probe["probed"] // 3, 1 / 12)[1]
