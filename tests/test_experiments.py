@@ -399,7 +399,7 @@ def test_tune_finds_the_best_of_its_trials_and_writes_a_loadable_fragment(audit_
     from unlearn.experiments.tune import tune
 
     raw = tiny_protocol()
-    raw["tune"] = {"trials": 4, "forget_seed": 7, "space": {"ft": {"lr": [0.5, 0.01, 0.001]}}}
+    raw["tune"] = {"trials": 4, "forget_seed": 7, "lr_range": [0.001, 0.5], "space": {"ft": {"lr": [0.5, 0.01, 0.001]}}}
     config = parse_config(as_yaml(raw))
     result = tune(config, "ft", tmp_path / "tune", bank=bank, progress=False)
     gaps = [t["gap-rmia"] for t in result.trials if t["status"] == "ok"]

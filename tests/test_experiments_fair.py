@@ -20,6 +20,8 @@ from unlearn.experiments import parse_config, run_bench
 from unlearn.experiments.summary import BELOW, LITTLE, NOTHING, WORSE, verdict
 
 TUNED_SPACE = {"ft": {"lr": [0.001, 0.05, 0.2], "epochs": [1, 2]}}
+# Three trials: FT's lr 0.01, then both ends of this range (the fewest that reach them).
+TUNED = {"trials": 3, "forget_seed": 5, "lr_range": [0.001, 0.2], "space": TUNED_SPACE}
 
 
 @pytest.fixture
@@ -84,62 +86,148 @@ def test_a_consistent_but_tiny_improvement_is_forgot_little_not_below_original()
 
 def _poisoned(dataset, rows: np.ndarray):
     """The dataset with the inputs of test points `rows` replaced by noise (labels kept, so the
-    stratified halves of the test split stay the same)."""
+    stratified halves of the test split stay the same), under a fingerprint of its own so the bank
+    trains its models afresh (a reference model holding a poisoned point would differ)."""
     x = dataset.test.x.clone()
     gen = torch.Generator().manual_seed(0)
     if x.dtype == torch.uint8:
         x[rows] = torch.randint(0, 256, x[rows].shape, generator=gen, dtype=torch.uint8)
     else:
         x[rows] = torch.rand(x[rows].shape, generator=gen).to(x.dtype) * x.max()
-    return replace(dataset, test=replace(dataset.test, x=x))
+    return replace(dataset, test=replace(dataset.test, x=x), fingerprint=f"{dataset.fingerprint}-poisoned-{len(rows)}"
+                   f"-{int(rows[0])}")
 
 
-def test_tuning_never_reads_the_evaluation_half_of_the_test_split(tmp_path, bank, monkeypatch):
+def test_tuning_never_reads_the_evaluation_half_nor_the_evaluation_forget_sets(tmp_path, bank, monkeypatch):
     from unlearn.data import split_holdout
     from unlearn.experiments import jobs
     from unlearn.experiments.executors import LocalExecutor
     from unlearn.experiments.tune import tune_stage, tuning_halves
 
-    # No RMIA here: its reference models train on random halves of train + test (as in any RMIA),
-    # so only the scored points could be checked; MIS and the loss MIA read exactly the points scored.
-    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}}, attacks=("acc", "mis", "loss"))
-    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": TUNED_SPACE}
+    # Both gaps a tuning score can be (gap-rmia, gap-mis): MIS reads the scored points, RMIA also
+    # every reference model, trained on train + the test split that the tuning stage keeps.
+    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}}, attacks=("acc", "mis", "loss", "rmia"))
+    raw["settings"] = ["with_retain"]
+    raw["tune"] = TUNED
     config = parse_config(as_yaml(raw))
     clean = jobs.dataset_of(*config.dataset_spec)
     validation, evaluation = split_holdout(clean.test.y.numpy(), seed=0)
-    given, scored = tuning_halves(clean)
-    assert set(given) | set(scored) == set(validation) and not set(given) & set(scored)
+    halved = jobs.validation_half(clean)
+    assert np.array_equal(halved.test.x, clean.test.x[validation])
+    given, scored = tuning_halves(halved)
+    assert sorted([*given, *scored]) == list(range(len(validation)))
 
-    def trial_scores(dataset, name):
-        monkeypatch.setitem(jobs._DATASETS, config.dataset_spec, dataset)
-        outcome = tune_stage(config, tmp_path / name, bank=bank, executor=LocalExecutor(), progress=False)
-        return [(t["params"], t["score"]) for t in outcome["studies"][0]["trials"]]
+    def trial_gaps(dataset, name, protocol=config):
+        monkeypatch.setitem(jobs._DATASETS, protocol.dataset_spec, dataset)
+        tune_stage(protocol, tmp_path / name, bank=bank, executor=LocalExecutor(), progress=False)
+        records = [json.loads(p.read_text()) for p in (tmp_path / name / "tune" / "runs").glob("*.json")]
+        return sorted((r["method"], json.dumps(r["hparams"], sort_keys=True), r["metrics"]["gap"]["gap-rmia"],
+                       r["metrics"]["gap"]["gap-mis"]) for r in records if r["method"] != "retrain")
 
-    baseline = trial_scores(clean, "clean")
-    assert all(score is not None for _, score in baseline)
-    assert trial_scores(_poisoned(clean, evaluation), "evaluation-poisoned") == baseline
+    baseline = trial_gaps(clean, "clean")
+    assert len(baseline) == 3 and all(math.isfinite(g) for *_, rmia, mis in baseline for g in (rmia, mis))
+    assert trial_gaps(_poisoned(clean, evaluation), "evaluation-poisoned") == baseline
+    moved = dict(raw, forget=[{**raw["forget"][0], "seeds": [3]}])  # other evaluation forget sets
+    assert trial_gaps(clean, "other-forget-sets", parse_config(as_yaml(moved))) == baseline
     # the check can fail: noise in the half tuning does read changes the scores
-    assert trial_scores(_poisoned(clean, validation), "validation-poisoned") != baseline
+    assert trial_gaps(_poisoned(clean, validation), "validation-poisoned") != baseline
+
+
+def test_tuning_runs_on_a_model_seed_of_its_own_and_forget_sets_disjoint_from_the_evaluations(tmp_path, bank):
+    from unlearn.errors import UnlearnInputError
+
+    raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}})
+    raw["tune"] = {**TUNED, "model_seed": 0}
+    with pytest.raises(UnlearnInputError, match="tune.model_seed 0 is a model seed"):
+        parse_config(as_yaml(raw))
+    raw["tune"] = {**TUNED, "model_seed": 1000}  # the retrain-floor of model seed 0 trains with 1000
+    with pytest.raises(UnlearnInputError, match="tune.model_seed 1000"):
+        parse_config(as_yaml(raw))
+    raw["tune"] = TUNED
+    raw["forget"] = [{"name": "r60", "fraction": 0.6, "seeds": [0]}]
+    with pytest.raises(UnlearnInputError, match="cannot be disjoint"):
+        parse_config(as_yaml(raw))
+    raw["forget"] = [{"name": "r10", "fraction": 0.1, "seeds": [0]}, {"name": "r50", "fraction": 0.5, "seeds": [0]}]
+    raw["tune"] = {**TUNED, "trials": 2}
+    with pytest.raises(UnlearnInputError, match="both ends of lr_range take 3 trials"):
+        parse_config(as_yaml(raw))
+    raw["tune"] = {**TUNED, "lr_range": [1e-5, 0.05]}
+    with pytest.raises(UnlearnInputError, match="0.1 inside"):
+        parse_config(as_yaml(raw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(20, 3000), fractions=st.lists(st.floats(0.01, 0.5), min_size=1, max_size=3),
+       tune_seed=st.integers(0, 2**31), seeds=st.lists(st.integers(0, 50), min_size=1, max_size=3, unique=True))
+def test_every_tuning_forget_set_is_disjoint_from_every_evaluation_forget_set(n, fractions, tune_seed, seeds):
+    from unlearn.experiments import jobs
+
+    raw = tiny_protocol({"ft": {}})
+    raw["forget"] = [{"name": f"f{i}", "fraction": f, "seeds": seeds} for i, f in enumerate(fractions)]
+    raw["tune"] = {**TUNED, "forget_seed": 10**6 + tune_seed % 1000}
+    config = parse_config(as_yaml(raw))
+    tuning = jobs.tuning_splits(config, n)
+    reserved = jobs.reserved_for_tuning(config, n)
+    labels = np.zeros(n, dtype=np.int64)
+    for spec in config.forget:
+        assert set(tuning[spec.label].forget) <= set(reserved)  # nested: the union is the largest
+        assert len(tuning[spec.label].forget) == jobs.forget_size(spec, n)
+        for seed in spec.seeds:
+            evaluation = jobs.make_split(spec, n, labels, seed, reserved)
+            assert len(evaluation.forget) == jobs.forget_size(spec, n)
+            assert not set(evaluation.forget) & set(reserved)
+
+
+def test_paired_draws_vary_model_forget_set_and_run_seed_together_and_the_caption_counts_them():
+    from unlearn.experiments import jobs
+    from unlearn.experiments.summary import caption, draw_sources
+
+    raw = tiny_protocol({"ft": {}}, seeds=(0, 1, 2))
+    raw["draws"] = "paired"
+    raw["forget"] = [{"name": "r10", "fraction": 0.1, "seeds": [0, 1, 2]},
+                     {"name": "r50", "fraction": 0.5, "seeds": [0, 1, 2]}]
+    raw["tune"] = TUNED
+    config = parse_config(as_yaml(raw))
+    assert jobs.draw_units(config) == [("r10", i, i, i) for i in range(3)] + [("r50", i, i, i) for i in range(3)]
+    digits = jobs.dataset_of(*config.dataset_spec)
+    plan = jobs.resolve(config, digits)
+    ft = [j for j in plan.runs if j.method == "ft" and j.setting == "with_retain" and j.forget == "r10"]
+    assert [(j.model_seed, j.forget_seed, j.run_seed) for j in ft] == [(0, 0, 0), (1, 1, 1), (2, 2, 2)]
+    assert len(plan.retrains()) == 6  # as many retrains as crossing 3 model seeds with one forget seed
+    # At 50% the sets disjoint from the tuning set are its complement (629 of 1,257 digits, 628 drawn):
+    # every seed draws nearly the same set.
+    r10, r50 = ([frozenset(plan.splits[(label, i)].forget) for i in range(3)] for label in ("r10", "r50"))
+    assert len(set(r10)) == 3 and all(len(a & b) >= len(a) - 1 for a in r50 for b in r50)
+    records = [{"model_seed": i, "forget_seed": i, "run_seed": i, "forget_digest": "same"} for i in range(3)]
+    assert draw_sources(records) == {"model seeds": 3, "forget sets": 1, "run seeds": 3}
+    part = [{"n": 3, "sources": draw_sources(records)}]
+    assert caption(part, None).startswith("mean ± 95% t half-width over 3 runs (3 model seeds, 1 forget set, 3 run seeds)")
+    raw["forget"][0]["seeds"] = [0, 1]
+    with pytest.raises(Exception, match="one seed per model seed"):
+        parse_config(as_yaml(raw))
 
 
 def test_bench_tunes_each_method_evaluates_the_tuned_values_and_reuses_them(tmp_path, bank):
     raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}, "sisa": {}})
     raw["settings"] = ["with_retain"]
-    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": TUNED_SPACE}
+    raw["tune"] = TUNED
     config = parse_config(as_yaml(raw))
     first = run_bench(config, tmp_path / "run", bank=bank, progress=False)
     assert not first.crashed
     tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
     (study,) = tuning["studies"]  # SISA is exact: nothing to tune
-    assert (study["method"], study["space"], len(study["trials"])) == ("ft", TUNED_SPACE["ft"], 2)
-    assert tuning["objective"] == "gap-rmia" and tuning["forget_seed"] == 5
+    assert (study["method"], study["space"], len(study["trials"])) == ("ft", TUNED_SPACE["ft"], 3)
+    assert tuning["objective"] == "gap-rmia" and tuning["forget_seed"] == 5 and tuning["model_seed"] == 100
+    assert study["lr_span"] == [0.001, 0.2] and study["lr_ends_reached"]
     ft = next(r for r in first.records if r["method"] == "ft")
     assert ft["tuned"] and ft["hparams"] == study["best"] and ft["forget_seed"] == 0
     rows = {r["method"]: r for r in first.rows}
     assert rows["ft"]["tuned"] is True and rows["sisa"]["tuned"] is False
     summary = (tmp_path / "run" / "summary.md").read_text()
-    assert "methods tuned: 2 trials each on forget seed 5" in summary and "| sisa (untuned) |" in summary
-    assert "- ft (r10, with retain): best" in summary
+    assert "methods tuned: 3 trials each on forget seed 5 and model seed 100" in summary
+    assert "| sisa (untuned) |" in summary and "(1 model seed, 1 forget set, 1 run seed)" in summary
+    assert "- ft (r10, with retain): best" in summary and "(range [0.001, 0.2]: both ends reached)" in summary
+    assert "1 of 1 studies with a learning rate reached both ends" in summary
 
     again = run_bench(config, tmp_path / "run", bank=bank, progress=False)
     assert again.executed == 0 and again.trained == 0 and again.tuning == first.tuning
@@ -155,10 +243,10 @@ def test_tuning_refuses_a_forget_seed_of_the_evaluation_and_a_class_forget_set()
     from unlearn.errors import UnlearnInputError
 
     raw = tiny_protocol()
-    raw["tune"] = {"trials": 2, "forget_seed": 0}
+    raw["tune"] = {"trials": 3, "forget_seed": 0}
     with pytest.raises(UnlearnInputError, match="tune.forget_seed 0 is an evaluation seed"):
         parse_config(as_yaml(raw))
-    raw["tune"] = {"trials": 2}
+    raw["tune"] = {"trials": 3}
     raw["forget"] = [{"kind": "class", "classes": [1]}]
     with pytest.raises(UnlearnInputError, match="no separate tuning set"):
         parse_config(as_yaml(raw))
@@ -208,7 +296,8 @@ def test_a_method_that_cannot_run_in_a_setting_is_not_labelled_untuned():
     assert method_label({**row, "tuning": True}) == "ft"  # n/a, not "ft (untuned)"
 
 
-def _proposed_lrs(forget: str, setting: str, method: str, trials: int, queued: int = 3) -> list[float]:
+def _proposed_lrs(forget: str, setting: str, method: str, trials: int, queued: int = 5,
+                  start: float = 0.01) -> list[float]:
     """The learning rates one tuning study proposes after its `queued` first trials, as tune_stage asks them."""
     import optuna
 
@@ -216,7 +305,7 @@ def _proposed_lrs(forget: str, setting: str, method: str, trials: int, queued: i
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"lr": LR, "epochs": {"low": 1, "high": 10}}
-    study = open_study(forget, setting, method, space, trials, {"lr": 0.01, "epochs": 10})
+    study = open_study(forget, setting, method, space, trials, {"lr": start, "epochs": 10})
     lrs = []
     for _ in range(trials):
         trial = study.ask()
@@ -226,51 +315,49 @@ def _proposed_lrs(forget: str, setting: str, method: str, trials: int, queued: i
     return lrs[queued:]
 
 
-def test_the_second_and_third_trials_move_the_learning_rate_a_decade_each_way():
-    # FT on the CIFAR-10 CNN forgot at lr 0.1 and not at 0.036; 3 trials spread over the whole space missed it.
-    assert _proposed_lrs("r10", "with_retain", "ft", 3, queued=0) == pytest.approx([0.01, 0.1, 0.001])
+def test_after_the_default_a_study_tries_both_ends_of_the_range_then_its_decades():
+    # GA (default 1e-4) never went above 1e-3 in 3 CIFAR-10 trials of procedure 4 (x10, /10); FT forgot only at 0.1.
+    assert _proposed_lrs("r10", "with_retain", "ft", 5, queued=0) == pytest.approx([0.01, 0.1, 1e-5, 1e-3, 1e-4])
+    assert _proposed_lrs("r10", "with_retain", "ga", 5, queued=0, start=1e-4) == \
+        pytest.approx([1e-4, 0.1, 1e-5, 1e-2, 1e-3])
 
 
-@settings(max_examples=50, deadline=None)
-@given(lr=st.floats(1e-7, 1.0), low=st.floats(1e-6, 1e-2), decades=st.floats(0.1, 5),
+@settings(max_examples=60, deadline=None)
+@given(start=st.floats(1e-6, 1.0), low=st.floats(1e-6, 1e-2), decades=st.floats(1.0, 5),
        grid=st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=8, unique=True))
-def test_learning_rate_steps_stay_in_the_space_differ_from_the_default_and_are_decades_when_they_can_be(
-        lr, low, decades, grid):
-    from unlearn.experiments.tune import lr_steps
+def test_coverage_reaches_both_ends_first_stays_in_the_space_and_tries_every_decade(start, low, decades, grid):
+    from unlearn.experiments.tune import coverage_lrs, reaches
 
     high = low * 10 ** decades
-    start = {"lr": lr, "epochs": 7}
-    steps = lr_steps(start, {"lr": {"low": low, "high": high, "log": True}, "epochs": {"low": 1, "high": 10}})
-    assert len(steps) <= 2 and all(s["epochs"] == 7 for s in steps)
-    # "Differs" as lr_steps decides it (math.isclose): np.isclose's 1e-5 tolerance called 1.0 and
-    # 0.99999 equal, a failure hypothesis found on a grid [1.0] with lr 0.99999.
-    assert all(low <= s["lr"] <= high and not math.isclose(s["lr"], lr) for s in steps)
-    assert len({s["lr"] for s in steps}) == len(steps)
-    if low <= lr * 10 <= high:
-        assert steps[0]["lr"] == pytest.approx(lr * 10)
-    if low <= lr / 10 <= high:
-        assert steps[-1]["lr"] == pytest.approx(lr / 10)
-    on_grid = lr_steps(start, {"lr": grid})  # a grid (AMUN's): steps are among its choices
-    assert all(s["lr"] in grid and not math.isclose(s["lr"], lr) for s in on_grid)
-    assert lr_steps({"alpha": 1.0}, {"alpha": {"low": 0.1, "high": 10}}) == []  # no lr: nothing to step
+    span = {"lr": {"low": low / 10, "high": high * 10, "log": True}}
+    lrs = coverage_lrs(start, span, (low, high))
+    assert reaches([start, *lrs[:2]], (low, high))  # three trials reach both ends, whatever the default
+    assert all(low <= lr <= high and not math.isclose(lr, start) for lr in lrs)
+    assert len({round(math.log10(lr), 9) for lr in lrs}) == len(lrs)
+    tried = [start, *lrs]
+    for k in range(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1):  # every decade inside
+        assert any(math.isclose(lr, 10.0 ** k) or math.isclose(lr, start) for lr in tried)
+    on_grid = coverage_lrs(start, {"lr": grid}, (low, high))  # a grid (AMUN's): among its choices
+    assert all(lr in grid and not math.isclose(lr, start) for lr in on_grid)
+    assert coverage_lrs(1.0, {"alpha": {"low": 0.1, "high": 10}}) == []  # no lr: nothing to cover
 
 
 @settings(max_examples=25, deadline=None)
 @given(method=st.sampled_from(["ft", "rl", "salun", "bs", "bad-teacher"]), forget=st.sampled_from(["r10", "r50"]),
        setting=st.sampled_from(["with_retain", "without_retain"]))
 def test_a_small_tuning_budget_covers_every_quarter_of_the_learning_rate_range(method, forget, setting):
-    # After the 3 queued trials, 4 more: one learning rate in each decade of [1e-5, 1e-1] (4 log-uniform
+    # After the 5 queued trials, 4 more: one learning rate in each decade of [1e-5, 1e-1] (4 log-uniform
     # random draws miss the top decade, where FT starts to forget on CIFAR-10, (3/4)^4 = 32% of the time).
-    quarters = sorted(int((np.log10(lr) + 5) // 1) for lr in _proposed_lrs(forget, setting, method, 7))
+    quarters = sorted(int((np.log10(lr) + 5) // 1) for lr in _proposed_lrs(forget, setting, method, 9))
     assert quarters == [0, 1, 2, 3]
 
 
 def test_methods_with_the_same_search_space_do_not_try_the_same_values():
     # Procedure 2 gave every study seed 0: FT, RL, SalUn and BS all tried lr 0.00157 and 0.00258 on CIFAR-10.
-    proposed = {m: _proposed_lrs("r10", "with_retain", m, 7) for m in ("ft", "rl", "salun", "bs")}
+    proposed = {m: _proposed_lrs("r10", "with_retain", m, 9) for m in ("ft", "rl", "salun", "bs")}
     assert len({tuple(v) for v in proposed.values()}) == 4
-    assert _proposed_lrs("r10", "with_retain", "ft", 7) == proposed["ft"]  # and a re-run proposes them again
-    assert _proposed_lrs("r50", "with_retain", "ft", 7) != proposed["ft"]
+    assert _proposed_lrs("r10", "with_retain", "ft", 9) == proposed["ft"]  # and a re-run proposes them again
+    assert _proposed_lrs("r50", "with_retain", "ft", 9) != proposed["ft"]
 
 
 def test_a_trial_of_several_runs_is_scored_by_their_mean_and_shares_its_first_run_with_a_one_run_trial(
@@ -280,9 +367,10 @@ def test_a_trial_of_several_runs_is_scored_by_their_mean_and_shares_its_first_ru
 
     raw = tiny_protocol({"ft": {"lr": 0.01, "epochs": 1}}, attacks=("acc", "mis", "loss"))
     raw["settings"] = ["with_retain"]
-    # The protocol's values, then lr x10: two different trials, the second large enough for the
-    # run's shuffling to change the outcome.
-    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": {"ft": {"lr": [0.01, 0.1], "epochs": [1, 2]}}}
+    # The protocol's values, then lr x10 (the range's other end): different trials, the second large
+    # enough for the run's shuffling to change the outcome; a third from the sampler.
+    raw["tune"] = {"trials": 3, "forget_seed": 5, "lr_range": [0.01, 0.1],
+                   "space": {"ft": {"lr": [0.01, 0.1], "epochs": [1, 2]}}}
     one_run = parse_config(as_yaml(raw))
     raw["tune"]["repeats"] = 2
     two_runs = parse_config(as_yaml(raw))
@@ -293,9 +381,10 @@ def test_a_trial_of_several_runs_is_scored_by_their_mean_and_shares_its_first_ru
 
     records = [json.loads(p.read_text()) for p in (run_dir / "tune" / "runs").glob("ft-*.json")]
     gap = {(json.dumps(r["hparams"], sort_keys=True), r["run_seed"]): r["metrics"]["gap"]["gap-mis"] for r in records}
-    assert len(records) == 2 * 2 and {seed for _, seed in gap} == {0, 1}  # run 0 of each trial ran once
+    distinct = {json.dumps(t["params"], sort_keys=True) for t in single["studies"][0]["trials"]}
+    assert len(records) == 2 * len(distinct) and {seed for _, seed in gap} == {0, 1}  # run 0 of each point ran once
     (one,), (two,) = single["studies"], double["studies"]
-    assert [t["params"] for t in two["trials"]] == [{"lr": 0.01, "epochs": 1}, {"lr": 0.1, "epochs": 1}]
+    assert [t["params"] for t in two["trials"]][:2] == [{"lr": 0.01, "epochs": 1}, {"lr": 0.1, "epochs": 1}]
     for first, both in zip(one["trials"], two["trials"], strict=True):
         assert first["params"] == both["params"]
         hp = json.dumps({**one_run.hparams("ft"), **both["params"]}, sort_keys=True)
@@ -304,3 +393,46 @@ def test_a_trial_of_several_runs_is_scored_by_their_mean_and_shares_its_first_ru
         assert both["score"] == pytest.approx((gap[(hp, 0)] + gap[(hp, 1)]) / 2)
     # the check can fail: the second run is another draw, not a copy of the first
     assert any(s[0] != s[1] for s in (t["scores"] for t in two["trials"]))
+
+
+@pytest.fixture
+def diverges_above_005():
+    """A method that diverges (as a loss going to inf does) at a learning rate above 0.05, else changes nothing."""
+    from unlearn.errors import DivergenceError
+    from unlearn.methods import base
+
+    @base.register
+    class Fragile(base.Method):
+        name = "fragile"
+
+        def __init__(self, lr: float = 0.01, epochs: int = 1):
+            self.lr, self.epochs = lr, epochs
+
+        def _unlearn(self, model, forget, retain, *, seed, device, **context):
+            if self.lr > 0.05:
+                raise DivergenceError("fragile", 0, float("inf"))
+            return model
+
+    yield "fragile"
+    base._METHODS.pop("fragile")
+
+
+@pytest.mark.parametrize("cap", [0, 2])
+def test_a_diverged_trial_is_replaced_up_to_the_cap_and_counted(diverges_above_005, tmp_path, bank, cap):
+    from unlearn.experiments.executors import LocalExecutor
+    from unlearn.experiments.summary import span_text
+    from unlearn.experiments.tune import tune_stage
+
+    raw = tiny_protocol({"fragile": {}}, attacks=("acc", "mis"))
+    raw["settings"] = ["with_retain"]
+    raw["tune"] = {**TUNED, "replace_failed": cap, "space": {"fragile": {"lr": [0.001, 0.01, 0.05, 0.2]}}}
+    outcome = tune_stage(parse_config(as_yaml(raw)), tmp_path / "run", bank=bank, executor=LocalExecutor(),
+                         progress=False)
+    (study,) = outcome["studies"]
+    statuses = [t["status"] for t in study["trials"]]
+    assert statuses[1] == "failed" and study["trials"][1]["params"]["lr"] == 0.2  # the high end diverged
+    assert study["failed"] == statuses.count("failed") >= 1
+    assert study["replaced"] == min(study["failed"], cap)
+    assert len(study["trials"]) == 3 + study["replaced"] and statuses.count("ok") == len(statuses) - study["failed"]
+    assert study["lr_ends_reached"]  # a diverged trial at an end still reached it
+    assert f"{study['failed']} trial(s) failed, {study['replaced']} replaced" in span_text(study, outcome)

@@ -32,8 +32,9 @@ def test_ray_and_local_backends_agree_on_digits(ray_instance, tmp_path, bank):
     # One method in both settings: two trainings, an oracle job and two run jobs cover every
     # kind of work; more jobs would only cost time.
     raw = tiny_protocol({"ga": {"epochs": 1}})
-    # Two tuning trials per setting: trials are jobs too, run by the same executor.
-    raw["tune"] = {"trials": 2, "forget_seed": 5, "space": {"ga": {"lr": [1e-4, 1e-2, 0.1]}}}
+    # Three tuning trials per setting (the default lr and both ends of the range): trials are jobs
+    # too, run by the same executor.
+    raw["tune"] = {"trials": 3, "forget_seed": 5, "lr_range": [1e-4, 0.1], "space": {"ga": {"lr": [1e-4, 1e-2, 0.1]}}}
     config = parse_config(yaml.safe_dump(raw, sort_keys=False))
     # Ray workers run one torch thread per task; so does the local run, so the float sums match.
     threads = torch.get_num_threads()

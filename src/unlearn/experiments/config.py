@@ -172,6 +172,15 @@ class TuneSpec(_Strict):
 
     trials: int = Field(20, ge=0)
     forget_seed: int = 1000
+    # The original model the trials unlearn: a seed of its own, so no evaluation model is tuned on
+    # (validated: not among `seeds`, nor a retrain-floor seed).
+    model_seed: int = 100
+    # The absolute learning-rate range every study reaches, whatever its default and its budget:
+    # after the protocol's values, the trials take its high end, its low end, then decades between
+    # (`tune.coverage_lrs`). It must hold every tuned method's default and 0.1 (validated).
+    lr_range: tuple[float, float] = (1e-5, 1e-1)
+    # A trial that diverged is replaced by another, up to this many per study (counted in the report).
+    replace_failed: int = Field(2, ge=0)
     # Runs per trial (run seeds 0, 1, ...), scored by their mean gap. One run is one draw: where a
     # method's outcome turns on the run's randomness (FT at lr 0.1 on the CIFAR-10 CNN forgot with
     # two of four run seeds, docs/results.md), a single run can misjudge the point. Costs `repeats`
@@ -184,6 +193,22 @@ class TuneSpec(_Strict):
     # Per method, per hyperparameter: a list of choices, or {low, high, log} for a range. A method
     # not listed gets the space its paper tunes (`tune.DEFAULT_SPACES`).
     space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("lr_range")
+    @classmethod
+    def _range_holds_a_tenth(cls, value):
+        low, high = value
+        if not 0 < low < high or not low <= 0.1 <= high:
+            raise ValueError(f"lr_range must be [low, high] with 0 < low < high and 0.1 inside, got {list(value)}")
+        return value
+
+    @field_validator("trials")
+    @classmethod
+    def _enough_for_both_ends(cls, value):
+        if 0 < value < 3:
+            raise ValueError(f"trials: the protocol's values and both ends of lr_range take 3 trials; got {value} "
+                             f"(0 runs untuned)")
+        return value
 
 
 class Config(_Strict):
@@ -203,6 +228,11 @@ class Config(_Strict):
     recipe: str | dict[str, Any] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # original-model seeds
     runs: int = Field(1, ge=1)  # unlearning runs per (model, forget set), seeds 0..runs-1
+    # How the random draws combine into the runs a table's interval is over. "crossed": every model
+    # seed with every forget seed, run seeds 0..runs-1. "paired": draw i is model seed seeds[i] with
+    # forget seed seeds[i] of each random forget set and run seeds i*runs..i*runs+runs-1, so the
+    # interval covers all three sources a user meets for the cost of len(seeds) draws.
+    draws: Literal["crossed", "paired"] = "crossed"
     forget: list[ForgetSpec] = Field(min_length=1)
     settings: list[Literal["with_retain", "without_retain"]] = Field(default_factory=lambda: list(SETTINGS),
                                                                        min_length=1)
@@ -250,9 +280,29 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _paired_draws_line_up(self):
+        if self.draws == "paired":
+            for spec in self.forget:
+                if spec.kind == "random" and len(spec.seeds) != len(self.seeds):
+                    raise ValueError(f"draws: paired: forget set {spec.label} needs one seed per model seed "
+                                     f"({len(self.seeds)}), got {spec.seeds}")
+        return self
+
+    @model_validator(mode="after")
     def _tuning_is_separate(self):
         if not self.tune.trials:
             return self
+        from unlearn.experiments.jobs import FLOOR_SEED_OFFSET
+
+        if self.tune.model_seed in self.seeds or self.tune.model_seed - FLOOR_SEED_OFFSET in self.seeds:
+            raise ValueError(f"tune.model_seed {self.tune.model_seed} is a model seed (or retrain-floor seed) of the "
+                             f"evaluation; tuning needs an original model of its own")
+        fractions = [s.fraction for s in self.forget if s.fraction is not None]
+        for spec in self.forget:
+            if spec.fraction is not None and spec.fraction + max(fractions) > 1 + 1e-9:
+                raise ValueError(f"tune: forget set {spec.label} ({spec.fraction:.0%}) cannot be disjoint from the "
+                                 f"largest tuning forget set ({max(fractions):.0%}): together more than the "
+                                 f"training set; tune on at most half of it or set tune.trials: 0")
         if not self.audit.holdout:
             raise ValueError("tune: tuning scores on the validation half of the test split; it needs "
                              "audit.holdout: true (or tune.trials: 0)")

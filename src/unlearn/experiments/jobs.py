@@ -85,12 +85,19 @@ class Plan:
     oracle: list[RunJob]
     runs: list[RunJob]  # the reference rows first, then the methods
     not_applicable: list[RunJob]
+    # (split key, model seed) of every retrain: all pairs, or draw i's pairs when draws are paired
+    units: list[tuple[tuple[str, int], int]] = field(default_factory=list)
+    dataset_spec: tuple | None = None  # what `dataset_of` rebuilds `dataset` from (default: the config's)
+
+    def __post_init__(self):
+        if self.dataset_spec is None:
+            self.dataset_spec = self.config.dataset_spec
 
     def originals(self) -> list[int]:
         return list(self.config.seeds)
 
     def retrains(self) -> list[tuple[tuple[str, int], int]]:
-        return [(key, seed) for key in self.splits for seed in self.config.seeds]
+        return list(self.units)
 
     def floors(self) -> list[tuple[tuple[str, int], int]]:
         """(split, model seed) of every `retrain-floor` row; its model is trained with `floor_seed(seed)`."""
@@ -101,10 +108,47 @@ def floor_seed(model_seed: int) -> int:
     return model_seed + FLOOR_SEED_OFFSET
 
 
-def make_split(spec: ForgetSpec, n_train: int, labels: np.ndarray, seed: int) -> ForgetSplit:
+def make_split(spec: ForgetSpec, n_train: int, labels: np.ndarray, seed: int,
+               reserved: np.ndarray | None = None) -> ForgetSplit:
+    """Forget set `seed` of `spec`; a random one is drawn outside `reserved` (the tuning forget sets)."""
     if spec.kind == "class":
         return class_forget(labels, spec.classes)
-    return random_forget(n_train, fraction=spec.fraction, count=spec.count, seed=seed)
+    if reserved is None or not len(reserved):
+        return random_forget(n_train, fraction=spec.fraction, count=spec.count, seed=seed)
+    size = forget_size(spec, n_train)
+    free = np.setdiff1d(np.arange(n_train), reserved)
+    if size > len(free):
+        raise UnlearnInputError(f"forget set {spec.label}: {size} samples cannot be drawn disjoint from the tuning "
+                                f"forget sets ({len(reserved)} of {n_train} training samples)")
+    chosen = np.random.default_rng(seed).choice(free, size=size, replace=False)
+    return ForgetSplit.from_forget(chosen, n_train)
+
+
+def forget_size(spec: ForgetSpec, n_train: int) -> int:
+    """The number of samples of a random forget set (as `random_forget` rounds it)."""
+    return random_forget(n_train, fraction=spec.fraction, count=spec.count, seed=0).forget.size
+
+
+def tuning_splits(config: Config, n_train: int) -> dict[str, ForgetSplit]:
+    """The tuning forget set of each random forget set of the protocol, by label.
+
+    All are prefixes of one permutation of the training set drawn with `tune.forget_seed`, so they
+    nest and their union is the largest. Drawn before, and independently of, the evaluation forget
+    sets, which are then drawn outside that union (`resolve`): a tuning set is disjoint from every
+    evaluation set, and changing the evaluation sets changes nothing the tuning depends on.
+    """
+    order = np.random.default_rng([config.tune.forget_seed, n_train]).permutation(n_train)
+    return {spec.label: ForgetSplit.from_forget(order[:forget_size(spec, n_train)], n_train)
+            for spec in config.forget if spec.kind == "random"}
+
+
+def reserved_for_tuning(config: Config, n_train: int) -> np.ndarray:
+    """Training indices no evaluation forget set may hold: the union of the tuning forget sets,
+    when the protocol tunes (`tune.trials` > 0); else none."""
+    if not config.tune.trials:
+        return np.zeros(0, dtype=np.int64)
+    sets = [s.forget for s in tuning_splits(config, n_train).values()]
+    return max(sets, key=len) if sets else np.zeros(0, dtype=np.int64)
 
 
 def context_digest(config: Config, dataset: Dataset) -> str:
@@ -113,46 +157,67 @@ def context_digest(config: Config, dataset: Dataset) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resolve(config: Config, dataset: Dataset, tuned: dict[tuple[str, str, str], dict] | None = None) -> Plan:
+def draw_units(config: Config) -> list[tuple[str, int, int, int]]:
+    """(forget set label, forget seed, model seed, first run seed) of every draw of the protocol.
+
+    Crossed: every forget seed with every model seed, run seeds from 0. Paired: draw i takes model
+    seed `seeds[i]`, each random forget set's i-th seed (a class forget set has one draw) and run
+    seeds from i × runs, so each draw is a fresh draw of all three."""
+    units = []
+    for spec in config.forget:
+        if config.draws == "crossed":
+            units += [(spec.label, f, m, 0) for f in spec.seeds for m in config.seeds]
+        else:
+            forget_seeds = spec.seeds if spec.kind == "random" else [spec.seeds[0]] * len(config.seeds)
+            units += [(spec.label, f, m, i * config.runs) for i, (f, m) in enumerate(zip(forget_seeds, config.seeds))]
+    return units
+
+
+def resolve(config: Config, dataset: Dataset, tuned: dict[tuple[str, str, str], dict] | None = None,
+            reserved: np.ndarray | None = None) -> Plan:
     """Every job of a protocol, in the order they depend on each other.
 
     `tuned` maps (forget set label, setting, method) to the hyperparameters the tuning stage chose;
-    those jobs run with them (and say so), every other job with the protocol's values.
+    those jobs run with them (and say so), every other job with the protocol's values. Random
+    forget sets are drawn outside `reserved` (default: `reserved_for_tuning`, the tuning forget sets).
     """
     from unlearn import methods
 
     n_train = len(dataset.train)
     labels = dataset.train.y.numpy()
+    reserved = reserved_for_tuning(config, n_train) if reserved is None else reserved
+    specs = {spec.label: spec for spec in config.forget}
+    units = draw_units(config)
     splits = {}
-    for spec in config.forget:
-        for seed in spec.seeds:
-            splits[(spec.label, seed)] = make_split(spec, n_train, labels, seed)
+    for label, forget_seed, _, _ in units:
+        if (label, forget_seed) not in splits:
+            splits[(label, forget_seed)] = make_split(specs[label], n_train, labels, forget_seed, reserved)
     if config.audit.holdout:
         validation, evaluation = split_holdout(dataset.test.y.numpy(), seed=0)
     else:
         validation, evaluation = None, np.arange(len(dataset.test))
     context = context_digest(config, dataset)
     oracle, runs, not_applicable = [], [], []
-    for (label, forget_seed) in splits:
-        for model_seed in config.seeds:
-            oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
-            # Reference rows: one model each, the same in both settings (like the oracle).
-            for row in config.reference_rows:
-                hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
-                runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
-            for name in config.methods:
-                if name == ORACLE:  # the oracle row; it is the same model in both settings
-                    continue
-                cls = methods.get_class(name)
-                for setting in config.settings:
-                    chosen = (tuned or {}).get((label, setting, name))
-                    hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
-                    for run in range(config.runs):
-                        job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
-                                     tuned=chosen is not None)
-                        needs_retain = cls.requires_retain and setting == "without_retain"
-                        (not_applicable if needs_retain else runs).append(job)
-    return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable)
+    for label, forget_seed, model_seed, first_run in units:
+        oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
+        # Reference rows: one model each, the same in both settings (like the oracle).
+        for row in config.reference_rows:
+            hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
+            runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
+        for name in config.methods:
+            if name == ORACLE:  # the oracle row; it is the same model in both settings
+                continue
+            cls = methods.get_class(name)
+            for setting in config.settings:
+                chosen = (tuned or {}).get((label, setting, name))
+                hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
+                for run in range(first_run, first_run + config.runs):
+                    job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
+                                 tuned=chosen is not None)
+                    needs_retain = cls.requires_retain and setting == "without_retain"
+                    (not_applicable if needs_retain else runs).append(job)
+    return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable,
+                units=[((label, f), m) for label, f, m, _ in units])
 
 
 # ---- payloads: what crosses a process boundary -------------------------------------------------
@@ -173,12 +238,14 @@ _DATASETS: dict[tuple, Dataset] = {}
 
 
 def dataset_of(name: str, root: str | None = None, train_subset: int | None = None, subset_seed: int = 0,
-               test_subset: int | None = None) -> Dataset:
+               test_subset: int | None = None, validation_only: bool = False) -> Dataset:
     """The protocol's dataset, loaded once per process (Ray workers are long-lived and run many jobs).
 
     With `train_subset` (`test_subset`), the training (test) split is a stratified subset of that
     size, drawn with `subset_seed`; the fingerprint names the subsets, so the bank never confuses
-    models trained or audited on different ones.
+    models trained or audited on different ones. `validation_only` keeps only the validation half
+    of the test split (`validation_half`): the tuning stage's dataset, so that no model it trains
+    (RMIA's reference models on train + test included) holds an evaluation-half sample.
     """
     from unlearn import data
 
@@ -190,7 +257,14 @@ def dataset_of(name: str, root: str | None = None, train_subset: int | None = No
         if test_subset is not None:
             dataset = _subset(dataset, "test", test_subset, subset_seed)
         _DATASETS[key] = dataset
-    return _DATASETS[key]
+    return validation_half(_DATASETS[key]) if validation_only else _DATASETS[key]
+
+
+def validation_half(dataset: Dataset) -> Dataset:
+    """`dataset` with its test split cut to the validation half of `split_holdout` (derived afresh
+    from the dataset given, never cached apart from it, so it always reflects that dataset)."""
+    validation, _evaluation = split_holdout(dataset.test.y.numpy(), seed=0)
+    return replace(dataset, test=dataset.test.subset(validation), fingerprint=f"{dataset.fingerprint}-validation-half")
 
 
 def with_recipe(config: Config) -> Config:
@@ -277,6 +351,8 @@ def run_job(job: RunJob, dataset_spec: tuple, split: ForgetSplit, validation: np
     validation = None if validation is None else np.array(validation)
     evaluation = np.array(evaluation)
     record: dict[str, Any] = {"id": job.id, **job.describe(), "retrain_seconds": retrain_seconds,
+                              "forget_digest": hashlib.sha256(np.sort(split.forget).astype(np.int64).tobytes())
+                              .hexdigest()[:12],
                               "sizes": {"forget": len(split.forget), "retain": len(split.retain),
                                         "test": len(evaluation)}}
     net = model_from_payload(model, device)

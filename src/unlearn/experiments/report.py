@@ -41,6 +41,7 @@ from unlearn.experiments.summary import (
     markdown,
     method_label,
     present_columns,
+    span_text,
 )
 from unlearn.files import atomic_path, write_text
 
@@ -229,8 +230,10 @@ def _tuning_html(tuning: dict[str, Any] | None) -> str:
                        + _td(t["score"]) + _td(t["status"]) + "</tr>" for t in study["trials"])
         head = "<th>trial</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in study["space"]) + \
             f"<th>{html.escape(tuning['objective'])}</th><th>status</th>"
+        span = span_text(study, tuning)
         parts.append(f"<details><summary>{html.escape(study['method'])}, {html.escape(study['forget'])}, "
-                     f"{html.escape(study['setting'].replace('_', ' '))}: {html.escape(best)}</summary>"
+                     f"{html.escape(study['setting'].replace('_', ' '))}: {html.escape(best)}"
+                     f"{html.escape('; ' + span) if span else ''}</summary>"
                      f"<p>search space: {html.escape(space)}</p><table><thead><tr>{head}</tr></thead>"
                      f"<tbody>{rows}</tbody></table></details>")
     return "".join(parts)

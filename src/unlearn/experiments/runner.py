@@ -31,7 +31,7 @@ from unlearn.bank import ModelBank
 from unlearn.data import save_forget_csv
 from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
-from unlearn.experiments.jobs import Plan, dataset_of, resolve, with_recipe
+from unlearn.experiments.jobs import Plan, dataset_of, reserved_for_tuning, resolve, with_recipe
 from unlearn.experiments.provenance import environment
 from unlearn.experiments.stages import BenchResult, run_stage, train_stage
 from unlearn.experiments.store import ResultStore
@@ -56,6 +56,9 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
         from unlearn.experiments.lm_bench import run_lm_bench
 
         return run_lm_bench(config, run_dir, backend=backend, address=address, bank=bank, progress=progress, tune=tune)
+    # The evaluation forget sets stay outside the tuning forget sets even untuned (--no-tune), so a
+    # tuned and an untuned run of one protocol evaluate on the same sets.
+    tuned_protocol = config
     if not tune:
         config = config.model_copy(update={"tune": config.tune.model_copy(update={"trials": 0})})
     start = time.perf_counter()
@@ -81,7 +84,8 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     try:
         tuning = preset if preset is not None else \
             tune_stage(config, run_dir, bank=bank, executor=executor, progress=progress) if config.tune.trials else None
-        plan = resolve(config, dataset, tuned_hparams(tuning))
+        plan = resolve(config, dataset, tuned_hparams(tuning),
+                       reserved=reserved_for_tuning(tuned_protocol, len(dataset.train)))
         for (label, forget_seed), split in plan.splits.items():  # so any figure can be re-audited by hand
             save_forget_csv(run_dir / "forget" / f"{label}-seed{forget_seed}.csv", split.forget)
         result = BenchResult(run_dir, plan, [], tuning=tuning)

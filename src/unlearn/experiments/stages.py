@@ -63,7 +63,7 @@ def train_stage(plan: Plan, bank: ModelBank, executor, progress) -> dict[tuple, 
         if bank.lookup(key) is None and key.digest not in keys:  # two roles may share one model
             keys.add(key.digest)
             missing.append((role_key, key, idx, seed))
-    jobs = [{"dataset_spec": config.dataset_spec, "arch": arch, "arch_args": arch_args,
+    jobs = [{"dataset_spec": plan.dataset_spec, "arch": arch, "arch_args": arch_args,
              "indices": list(map(int, idx)), "recipe": recipe.to_dict(), "seed": seed, "device": config.device,
              "name": f"{role} seed {seed}"} for (role, _, _), _, idx, seed in missing]
     with progress_bar(progress) as bar:
@@ -100,7 +100,7 @@ def run_stage(jobs, plan: Plan, models, references, bank: ModelBank, store: Resu
             result.crashed.append(crash_record(job, RuntimeError("the Retrain oracle of this job crashed")))
             continue
         kwargs.append({
-            "job": job, "dataset_spec": plan.config.dataset_spec,
+            "job": job, "dataset_spec": plan.dataset_spec,
             "split": plan.splits[job.split_key], "validation": plan.validation, "evaluation": plan.evaluation,
             "model": _model_of(job, models), "audit_spec": audit_spec,
             "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],

@@ -8,7 +8,7 @@ nothing), all the same model in both settings, then the methods in config order.
 failed or cannot run in a setting gets a row saying so.
 
 Statistics: every cell is a mean over the runs (n beside it) ± the half-width of Student's t 95%
-interval; an AUC cell also gives the DeLong 95% interval over samples of one audit ([low, high],
+interval, over what the runs drew (the caption counts their model seeds, forget sets and run seeds); an AUC cell also gives the DeLong 95% interval over samples of one audit ([low, high],
 averaged over runs). A method whose headline gap (gap-rmia, else gap-mis) is not clearly below the
 original's (`audit.gap.clearly_below`: paired t interval over seeds, or with one seed the sampling
 error of every term) is marked "forgot nothing detectable", or "worse than doing nothing" when it
@@ -107,6 +107,7 @@ def aggregate(records: list[dict[str, Any]], method_order: list[str] | None = No
                 highs = [(r.get("flat") or {}).get(f"{key}_high") for r in ok]
                 if all(_finite(v) for v in lows + highs):
                     row[key].update(sample_low=float(np.mean(lows)), sample_high=float(np.mean(highs)))
+        row["sources"] = draw_sources(ok)
         row["records"] = ok
         rows.append(row)
     _verdicts(rows)
@@ -211,21 +212,54 @@ def method_label(row) -> str:
     return f"{row['method']} (untuned)" if row.get("tuned") is False and row.get("tuning") else row["method"]
 
 
+def draw_sources(records) -> dict[str, int]:
+    """How many distinct model seeds, forget sets and run seeds a row's runs span: what its interval
+    is over. Forget sets are told apart by their indices (`forget_digest`) where the record has
+    them, so the one 50% set disjoint from the tuning set counts once whatever its seeds."""
+    return {"model seeds": len({r.get("model_seed") for r in records}),
+            "forget sets": len({r.get("forget_digest") or r.get("forget_seed") for r in records}),
+            "run seeds": len({r.get("run_seed") for r in records})}
+
+
+def sources_text(sources: dict[str, int]) -> str:
+    """'3 model seeds x 1 forget set x 3 run seeds'-style words for a caption."""
+    return ", ".join(f"{k} {name if k != 1 else name[:-1]}" for name, k in sources.items())
+
+
 def caption(part, tuning: dict[str, Any] | None) -> str:
-    n = max((r["n"] for r in part), default=0)
-    spread = f"mean ± 95% t half-width over {n} runs" if n > 1 else "one run: no interval over seeds"
+    widest = max(part, key=lambda r: r["n"], default=None)
+    n = widest["n"] if widest else 0
+    sources = widest.get("sources") if widest else None
+    over = f" ({sources_text(sources)})" if sources else ""
+    spread = f"mean ± 95% t half-width over {n} runs{over}" if n > 1 else f"one run{over}: no interval over seeds"
     if tuning:
         runs = f" (each the mean of {tuning['repeats']} runs)" if tuning.get("repeats", 1) > 1 else ""
         scored = "the validation half of the test split" if tuning["objective"] != "gap-lm" else \
             "that forget set's own audit"  # an LM corpus has no test split (`lm_bench`)
-        tuned = (f"methods tuned: {tuning['trials']} trials each{runs} on forget seed {tuning['forget_seed']}, "
-                 f"minimising {tuning['objective']} on {scored}")
+        own_seed = "lr_range" in tuning and not tuning.get("source")
+        tuned = (f"methods tuned: {tuning['trials']} trials each{runs} on forget seed {tuning['forget_seed']}"
+                 + (f" and model seed {tuning['model_seed']}" if own_seed else "")
+                 + f", minimising {tuning['objective']} on {scored}")
         if tuning.get("source"):  # a preset: values another run's tuning found
             tuned += (f", by the {tuning['protocol']} protocol on model seed {tuning['model_seed']} "
                       f"(values from {tuning['source']})")
     else:
         tuned = "untuned: every method with the protocol's hyperparameters (the papers' defaults)"
     return f"{spread}; {tuned}"
+
+
+def span_text(study: dict[str, Any], tuning: dict[str, Any]) -> str:
+    """The learning rates a study tried, whether they reached both ends of the stated range, and its
+    replaced (diverged) trials; '' for a study without a learning rate or from an older procedure."""
+    parts = []
+    if study.get("lr_span"):
+        reached = "both ends reached" if study["lr_ends_reached"] else "ENDS NOT REACHED"
+        stated = f"range [{tuning['lr_range'][0]:g}, {tuning['lr_range'][1]:g}]" if "lr_range" in tuning \
+            else "the search space's range"
+        parts.append(f"lr tried {study['lr_span'][0]:.3g} to {study['lr_span'][1]:.3g} ({stated}: {reached})")
+    if study.get("failed"):
+        parts.append(f"{study['failed']} trial(s) failed, {study.get('replaced', 0)} replaced")
+    return "; ".join(parts)
 
 
 def markdown(rows, columns, tuning: dict[str, Any] | None = None) -> str:
@@ -259,8 +293,16 @@ def markdown(rows, columns, tuning: dict[str, Any] | None = None) -> str:
     if tuning:
         out.append(f"Tuned hyperparameters ({tuning.get('source') or 'tuning.json'} has every trial):\n")
         for study in tuning["studies"]:
+            span = span_text(study, tuning)
             out.append(f"- {study['method']} ({study['forget']}, {study['setting'].replace('_', ' ')}): "
-                       f"{best_text(study)}")
+                       f"{best_text(study)}" + (f"; {span}" if span else ""))
+        with_lr = [s for s in tuning["studies"] if s.get("lr_span")]
+        if with_lr and "lr_range" in tuning:
+            reached = sum(bool(s["lr_ends_reached"]) for s in with_lr)
+            out.append(f"\nLearning-rate coverage: {reached} of {len(with_lr)} studies with a learning rate reached "
+                       f"both ends of [{tuning['lr_range'][0]:g}, {tuning['lr_range'][1]:g}]; "
+                       f"{sum(s.get('replaced', 0) for s in tuning['studies'])} failed trials replaced "
+                       f"(at most {tuning['replace_failed']} per study).")
         out.append("")
     return "\n".join(out)
 

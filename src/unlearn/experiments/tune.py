@@ -4,23 +4,29 @@ Defaults copied from CIFAR-10 ResNet-18 do not transfer to another model or data
 whose learning rate is too small for the setting forgets nothing), and the papers compare methods
 only after tuning each one on the setting. So before evaluating, a bench tunes every method, per
 forget set and setting, as AMUN (ICML 2025, Sec. 5) tunes its own:
-- on a *separate* forget set: the protocol's forget set drawn with `tune.forget_seed`, a seed the
-  evaluation does not use, on the first original model (and its retrain on that set);
-- scored with the validation half of the test split only, never the evaluation half: that half
-  is itself split in two, one quarter of the test split given to methods as known non-members
-  (SG's auditor), the other quarter the audited D_T of the trials (so a method is not scored on
-  the non-members it trained against); RMIA's reference models are the bench's, trained on
-  random halves of the whole pool as in any RMIA audit, but no evaluation-half point is scored;
+- apart from the evaluation: on an original model of its own (`tune.model_seed`, refused if an
+  evaluation model uses it) and its retrains; on a tuning forget set per forget set of the
+  protocol (`jobs.tuning_splits`: nested prefixes of one permutation drawn with
+  `tune.forget_seed`), drawn first, the evaluation forget sets then drawn outside them (so they are
+  disjoint, and the evaluation sets can change without moving a tuning score; a protocol where
+  that is impossible is refused); on a dataset whose test split is the validation half only
+  (`jobs.validation_half`), so no model a tuning score depends on, RMIA's reference models on
+  train + test included, holds an evaluation-half sample. That half is split in two again, one
+  quarter of the test split given to methods as known non-members (SG's auditor), the other the
+  audited D_T of the trials (a method is not scored on the non-members it trained against);
 - minimising one named gap (`tune.objective`: gap-rmia when RMIA is audited, else gap-mis);
 - with the same number of trials for every method (`tune.trials`), over the search space each
   method's paper tunes (`DEFAULT_SPACES`, at least lr and epochs; a protocol's
   `tune.space.<method>` replaces it). The first trial is the protocol's own values
   (the paper's defaults) when they lie in the space, so a tuned method is never worse on the
   tuning set than its defaults: on mnist1d, 8 random-start trials without it left RL and SalUn
-  above their untuned gap (6.9 and 6.2 vs 5.5 and 5.7). The second and third trials are the
-  defaults with the learning rate a decade up and a decade down (`lr_steps`): on the CIFAR-10
-  CNN, FT forgot only at about ten times its default lr, which 3 trials spread over the whole
-  space did not reach (docs/results.md, tuning procedure 3).
+  above their untuned gap (6.9 and 6.2 vs 5.5 and 5.7). The next trials take fixed absolute
+  learning rates (`coverage_lrs`): both ends of `tune.lr_range` (default [1e-5, 0.1], holding every
+  paper default and 0.1), then its decades, so every study reaches the same range whatever its
+  default: with the default x10 and /10 instead (procedure 4), GA never went above 1e-3 and Bad
+  Teacher never above 1e-3 in 3 CIFAR-10 trials, while FT forgot only at 0.1;
+- a trial without a score (diverged) is replaced by another, up to `tune.replace_failed` per
+  study, and counted (`replaced` in tuning.json): SCRUB at 50% had one usable trial of three;
 - then proposed by a sampler of each study's own (`study_sampler`): a budget of at most
   `QMC_MAX_TRIALS` trials is a scrambled Sobol sequence, so that a few trials still cover the
   space (after the queued trials, 4 more put one learning rate in each quarter of its log range; with
@@ -93,7 +99,9 @@ TUNING_FILE = "tuning.json"
 # 2: the first trial of every study is the protocol's own values.
 # 3: each study has its own seed, and small budgets are a Sobol sequence instead of TPE.
 # 4: the second and third trials are the default with the learning rate a decade up and down.
-TUNING_PROCEDURE = 4
+# 5: trials on a model seed and forget set of their own, a dataset without the evaluation half; after
+#    the default, both ends of tune.lr_range and its decades; failed trials replaced.
+TUNING_PROCEDURE = 5
 # TPE draws its first 10 trials at random (Optuna's n_startup_trials); up to there a
 # low-discrepancy sequence covers the space better for the same budget.
 QMC_MAX_TRIALS = 10
@@ -139,44 +147,111 @@ def study_sampler(forget: str, setting: str, method: str, trials: int):
 
 
 def open_study(forget: str, setting: str, method: str, space: dict[str, Any], trials: int,
-               start: dict[str, Any] | None):
+               start: dict[str, Any] | None, lr_range: tuple[float, float] | None = None):
     """One method's Optuna study, its first trials queued: the protocol's values `start` (so tuning
-    never does worse than them on the tuning set), then `start` with the learning rate a decade up
-    and a decade down (`lr_steps`); the sampler proposes the rest."""
+    never does worse than them on the tuning set), then `start` with the learning rates of
+    `coverage_lrs` (both ends of `lr_range` first; on `nearest_point` when `start` is None, the
+    protocol's values lying outside the space); the sampler proposes the rest."""
     import optuna
 
     study = optuna.create_study(direction="minimize", sampler=study_sampler(forget, setting, method, trials))
-    if start:
-        for point in [start, *lr_steps(start, space)]:
-            study.enqueue_trial(point)
+    base = start or nearest_point(space)
+    lrs = coverage_lrs(start.get("lr") if start else None, space, lr_range)
+    for point in [*([start] if start else []), *({**base, "lr": lr} for lr in lrs)]:
+        study.enqueue_trial(point)
     return study
 
 
-def lr_steps(start: dict[str, Any], space: dict[str, Any]) -> list[dict[str, Any]]:
-    """`start` with its learning rate ×10 and ÷10, each brought into the searched range (the nearest
-    choice of a grid), leaving out a point equal to `start`.
+def nearest_point(space: dict[str, Any]) -> dict[str, Any]:
+    """A point of the space to vary the learning rate on when the protocol's values lie outside it:
+    each hyperparameter at its first choice, or the geometric (log) or arithmetic middle of its range."""
+    point = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            point[name] = spec[0]
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+            point[name] = (spec["low"] + spec["high"]) // 2
+        else:
+            low, high = float(spec["low"]), float(spec["high"])
+            point[name] = math.sqrt(low * high) if spec.get("log") else (low + high) / 2
+    return point
+
+
+def coverage_lrs(start_lr, space: dict[str, Any], lr_range: tuple[float, float] | None = None) -> list[float]:
+    """The learning rates a study tries after its default `start_lr`, in order: the high end of
+    `lr_range`, its low end, then its decades, each time the one farthest (in log scale) from every
+    rate tried so far (ties: the higher); each brought onto the space (the nearest choice of a grid),
+    leaving out a rate equal to one already tried.
 
     The learning rate decides whether a method forgets at all, and its useful value moves by
-    decades with the model and the optimiser it was trained with: on the CIFAR-10 CNN, FT forgot
-    nothing at lr 0.036 and forgot at 0.1 (ten times its paper default), while on mnist1d the
-    default works. A budget of a few trials spread over the whole space (4 decades of lr, 10 epoch
-    counts) rarely lands there, so the first two trials after the default take a decade each way,
-    as AMUN's lr grid does (its values are decades and half-decades apart), with the other
-    hyperparameters at their defaults. Budgets of more trials go on with the sampler over the
-    whole space."""
-    if "lr" not in space or not isinstance(start.get("lr"), int | float) or start["lr"] <= 0:
+    decades with the model and the optimiser: on the CIFAR-10 CNN FT forgot only at 0.1, ten times
+    its paper default, and with the default x10 and /10 (tuning procedure 4) GA, whose default is
+    1e-4, never went above 1e-3 in 3 trials. Fixed absolute points give every method the same
+    range whatever its default: 3 trials reach both ends, 5 every decade of [1e-5, 1e-1]."""
+    if "lr" not in space:
         return []
-    spec, points = space["lr"], []
-    for factor in (10.0, 0.1):
-        wanted = start["lr"] * factor
-        if isinstance(spec, list):
-            choices = [c for c in spec if isinstance(c, int | float) and c > 0]
-            lr = min(choices, key=lambda c: abs(math.log(c / wanted))) if choices else start["lr"]
-        else:
-            lr = min(max(wanted, float(spec["low"])), float(spec["high"]))
-        if not math.isclose(lr, start["lr"]) and all(not math.isclose(lr, p["lr"]) for p in points):
-            points.append({**start, "lr": lr})
-    return points
+    spec = space["lr"]
+    low, high = lr_range or space_ends(spec)
+    decades = [10.0 ** k for k in range(math.ceil(math.log10(low) - 1e-9), math.floor(math.log10(high) + 1e-9) + 1)]
+    wanted = [high, low, *[d for d in sorted(decades, reverse=True) if not (math.isclose(d, low) or math.isclose(d, high))]]
+    candidates = []
+    for lr in (_onto(c, spec) for c in wanted):
+        if not any(math.isclose(lr, c) for c in candidates):
+            candidates.append(lr)
+    tried = [float(start_lr)] if isinstance(start_lr, int | float) and start_lr > 0 else []
+    order = [c for c in candidates[:2] if not any(math.isclose(c, t) for t in tried)]
+    rest = [c for c in candidates[2:] if not any(math.isclose(c, t) for t in tried + order)]
+    while rest:
+        def distance(lr):
+            return min((abs(math.log10(lr / t)) for t in tried + order), default=math.inf)
+        pick = max(rest, key=lambda lr: (distance(lr), lr))
+        order.append(pick)
+        rest.remove(pick)
+    return order
+
+
+def space_ends(spec) -> tuple[float, float]:
+    """The lowest and highest positive learning rate of a searched range or grid: the range a study
+    covers when its protocol states none (the LM bench)."""
+    if isinstance(spec, list):
+        values = [float(c) for c in spec if isinstance(c, int | float) and not isinstance(c, bool) and c > 0]
+        return min(values), max(values)
+    return float(spec["low"]), float(spec["high"])
+
+
+def _onto(lr: float, spec) -> float:
+    """`lr` brought into a searched range, or the nearest (in log scale) positive choice of a grid."""
+    if isinstance(spec, list):
+        choices = [c for c in spec if isinstance(c, int | float) and not isinstance(c, bool) and c > 0]
+        return float(min(choices, key=lambda c: abs(math.log(c / lr)))) if choices else lr
+    return min(max(lr, float(spec["low"])), float(spec["high"]))
+
+
+def reaches(lrs: list[float], lr_range: tuple[float, float]) -> bool:
+    """Whether the learning rates tried reach both ends of `lr_range` (to rounding)."""
+    low, high = lr_range
+    return bool(lrs) and (min(lrs) <= low or math.isclose(min(lrs), low)) and \
+        (max(lrs) >= high or math.isclose(max(lrs), high))
+
+
+def check_coverage(config: Config, methods: list[str]) -> None:
+    """Every tuned method's learning-rate space reaches both ends of `tune.lr_range`, and its
+    protocol value lies inside it: otherwise equal coverage is impossible, so the bench refuses."""
+    from unlearn import methods as registry
+
+    low, high = config.tune.lr_range
+    for method in methods:
+        space = search_space(config, method)
+        if "lr" not in space:
+            continue
+        spec = space["lr"]
+        ends = [_onto(low, spec), _onto(high, spec)]
+        if not reaches(ends, (low, high)):
+            raise UnlearnInputError(f"tune.space.{method}.lr: does not reach both ends of tune.lr_range "
+                                    f"[{low:g}, {high:g}]; every study must be able to")
+        lr = {**registry.get_class(method).hyperparameters(), **config.hparams(method)}.get("lr")
+        if isinstance(lr, int | float) and not low <= lr <= high:
+            raise UnlearnInputError(f"tune.lr_range [{low:g}, {high:g}] does not hold {method}'s learning rate {lr:g}")
 
 
 def _sobol(trials: int) -> bool:
@@ -185,8 +260,8 @@ def _sobol(trials: int) -> bool:
 
 def sampler_name(trials: int) -> str:
     kind = "scrambled Sobol sequence (Optuna QMC)" if _sobol(trials) else "Optuna TPE"
-    return (f"{kind}, seeded per method, forget set and setting, after three trials: the protocol's values, "
-            "then its learning rate x10 and /10")
+    return (f"{kind}, seeded per method, forget set and setting, after the protocol's values and the "
+            "learning rates of tune.lr_range: both ends, then its decades")
 
 
 def _suggest(trial, name: str, spec):
@@ -198,30 +273,48 @@ def _suggest(trial, name: str, spec):
 
 
 def tuning_halves(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(known non-members given to methods, audited D_T) of the trials: the validation half of the
-    test split, split again in two stratified halves. The evaluation half is not among them."""
-    validation, _evaluation = split_holdout(dataset.test.y.numpy(), seed=0)
-    given, scored = split_holdout(dataset.test.y.numpy()[validation], seed=1)
-    return validation[given], validation[scored]
+    """(known non-members given to methods, audited D_T) of the trials, as indices into the test
+    split of the tuning dataset (`jobs.validation_half`: the validation half only), split in two
+    stratified halves. The evaluation half is not in that dataset at all."""
+    return split_holdout(dataset.test.y.numpy(), seed=1)
 
 
 def tuning_protocol(config: Config, methods: list[str] | None = None) -> Config:
-    """The protocol the trials run in: each forget set drawn with `tune.forget_seed`, the first model
-    seed, one run, no reference rows, no tuning of its own."""
+    """The protocol the trials run in: each forget set's tuning draw (`jobs.tuning_splits`, labelled
+    with `tune.forget_seed`), the tuning model seed, one run, no reference rows, no tuning of its own."""
     forget = [spec.model_copy(update={"seeds": [config.tune.forget_seed]}) for spec in config.forget]
     chosen = {m: config.methods[m] for m in (methods or config.methods)}
-    return config.model_copy(update={"forget": forget, "seeds": [config.seeds[0]], "runs": 1, "methods": chosen,
-                                     "reference_rows": [], "tune": config.tune.model_copy(update={"trials": 0})})
+    return config.model_copy(update={"forget": forget, "seeds": [config.tune.model_seed], "runs": 1,
+                                     "methods": chosen, "reference_rows": [], "draws": "crossed",
+                                     "tune": config.tune.model_copy(update={"trials": 0})})
+
+
+def tuning_plan(config: Config, methods: list[str]):
+    """The tuning stage's jobs, on a dataset whose test split is the validation half only: so no model
+    a tuning score depends on (the tuning original, its retrains, RMIA's reference models on train +
+    test) holds an evaluation-half sample, and the forget sets are the tuning draws."""
+    from unlearn.experiments.jobs import dataset_of, resolve, tuning_splits
+
+    tuning = tuning_protocol(config, methods)
+    spec = (*config.dataset_spec, True)
+    dataset = dataset_of(*spec)
+    plan = resolve(tuning, dataset, reserved=np.zeros(0, dtype=np.int64))
+    drawn = tuning_splits(config, len(dataset.train))
+    plan.splits = {(label, seed): drawn[label] for label, seed in plan.splits}
+    plan.dataset_spec = spec
+    plan.validation, plan.evaluation = tuning_halves(dataset)
+    return plan
 
 
 def tuning_digest(config: Config, dataset, methods: list[str], settings: list[str]) -> str:
-    """Everything the tuning outcome depends on; a stored outcome with another digest is not reused."""
+    """Everything the tuning outcome depends on (the evaluation's seeds not among them); a stored
+    outcome with another digest is not reused."""
     from unlearn.experiments.jobs import context_digest
 
     tune = config.tune.model_dump()
     if tune["repeats"] == 1:  # the default: outcomes stored before `repeats` existed stay valid
         del tune["repeats"]
-    blob = {"context": context_digest(config, dataset), "tune": tune, "seed": config.seeds[0],
+    blob = {"context": context_digest(tuning_protocol(config, methods), dataset), "tune": tune,
             "methods": {m: config.hparams(m) for m in methods}, "spaces": {m: search_space(config, m) for m in methods},
             "settings": settings, "objective": config.tune_objective, "procedure": TUNING_PROCEDURE}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -251,6 +344,10 @@ class Study:
     space: dict[str, Any]
     optuna_study: Any
     trials: list[dict[str, Any]]
+    replaced: int = 0  # trials without a score that another trial replaced (at most tune.replace_failed)
+
+    def wants(self, budget: int) -> bool:
+        return len(self.trials) < budget + self.replaced
 
 
 def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor, progress: bool | None = None,
@@ -260,22 +357,20 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
     import optuna
 
     from unlearn import methods as registry
-    from unlearn.experiments.jobs import RunJob, dataset_of, resolve
+    from unlearn.experiments.jobs import RunJob
     from unlearn.experiments.stages import BenchResult, run_stage, train_stage
     from unlearn.experiments.store import ResultStore
 
     run_dir = Path(run_dir)
-    dataset = dataset_of(*config.dataset_spec)
     methods = [m for m in (methods or config.methods) if m != "retrain" and search_space(config, m)]
+    check_coverage(config, methods)
     settings = settings or list(config.settings)
-    digest = tuning_digest(config, dataset, methods, settings)
+    plan = tuning_plan(config, methods)
+    digest = tuning_digest(config, plan.dataset, methods, settings)
     stored = _load(run_dir / TUNING_FILE)
     if stored is not None and stored.get("digest") == digest:
         return stored
 
-    tuning = tuning_protocol(config, methods)
-    plan = resolve(tuning, dataset)
-    plan.validation, plan.evaluation = tuning_halves(dataset)
     store = ResultStore(run_dir / "tune")
     scratch = BenchResult(run_dir, plan, [])
     models = train_stage(plan, bank, executor, progress)
@@ -285,23 +380,25 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
         raise RuntimeError(f"tuning: the Retrain oracle's audit crashed: {scratch.crashed[0]['error']}")
     references = {(r["forget"], r["forget_seed"], r["model_seed"]): r["metrics"] for r in oracle}
     objective = config.tune_objective
-    model_seed = tuning.seeds[0]
+    model_seed = config.tune.model_seed
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = []
-    for spec in tuning.forget:
+    for spec in plan.config.forget:
         for setting in settings:
             for method in methods:
                 if registry.get_class(method).requires_retain and setting == "without_retain":
                     continue
                 space = search_space(config, method)
                 optuna_study = open_study(spec.label, setting, method, space, config.tune.trials,
-                                          protocol_point(config, method, space))
+                                          protocol_point(config, method, space), config.tune.lr_range)
                 studies.append(Study(spec.label, setting, method, space, optuna_study, []))
-    repeats = config.tune.repeats
-    for _round in range(config.tune.trials):
+    repeats, budget = config.tune.repeats, config.tune.trials
+    rounds = 0
+    while any(study.wants(budget) for study in studies):
+        rounds += 1
         asked, jobs = [], []
-        for study in studies:
+        for study in (s for s in studies if s.wants(budget)):
             trial = study.optuna_study.ask()
             params = {k: _suggest(trial, k, s) for k, s in study.space.items()}
             hp = json.dumps({**config.hparams(study.method), **params}, sort_keys=True)
@@ -311,8 +408,9 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
             jobs += runs
             asked.append((study, trial, params, runs))
         scratch.crashed = []
+        title = f"tuning: trial {rounds} of {budget}" if rounds <= budget else f"tuning: replacing {len(asked)} trials"
         records = {r["id"]: r for r in run_stage(jobs, plan, models, references, bank, store, executor, scratch,
-                                                   progress, f"tuning: trial {_round + 1} of {config.tune.trials}")}
+                                                  progress, title)}
         crashed = {c["id"]: c for c in scratch.crashed}  # not stored, but their error goes into tuning.json
         for study, trial, params, runs in asked:
             results = [records.get(job.id) or crashed.get(job.id, {"status": "crashed"}) for job in runs]
@@ -322,6 +420,8 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
             score = None if failed is not None else float(np.mean(scores))
             if score is None:
                 study.optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                if study.replaced < config.tune.replace_failed:
+                    study.replaced += 1
             else:
                 study.optuna_study.tell(trial, score)
             shown = failed or results[0]  # the run whose status and error the trial reports
@@ -331,8 +431,9 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
             if repeats > 1:
                 entry["scores"] = scores
             study.trials.append(entry)
-    outcome = {"digest": digest, "objective": objective, "trials": config.tune.trials, "repeats": repeats,
-               "sampler": sampler_name(config.tune.trials), "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
+    outcome = {"digest": digest, "objective": objective, "trials": budget, "repeats": repeats,
+               "lr_range": list(config.tune.lr_range), "replace_failed": config.tune.replace_failed,
+               "sampler": sampler_name(budget), "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
                "scored_on": f"{len(plan.evaluation)} test points of the validation half (evaluation half untouched)",
                "studies": [_best(config, study) for study in studies]}
     write_text(run_dir / TUNING_FILE, json.dumps(outcome, indent=1, default=str))
@@ -348,9 +449,14 @@ def _score(record: dict[str, Any], objective: str) -> float | None:
 def _best(config: Config, study: Study) -> dict[str, Any]:
     finished = [t for t in study.trials if t["score"] is not None]  # `_score` keeps only finite gaps
     best = min(finished, key=lambda t: t["score"]) if finished else None
+    tried = [t["params"]["lr"] for t in study.trials if isinstance(t["params"].get("lr"), int | float)]
+    lr_range = getattr(config.tune, "lr_range", None) or (space_ends(study.space["lr"]) if tried else None)
+    span = {"lr_span": [min(tried), max(tried)], "lr_ends_reached": reaches(tried, lr_range)} \
+        if tried else {"lr_span": None, "lr_ends_reached": None}
     return {"forget": study.forget, "setting": study.setting, "method": study.method, "space": study.space,
             "best": {**config.hparams(study.method), **best["params"]} if best else None,
-            "best_score": best["score"] if best else None, "trials": study.trials}
+            "best_score": best["score"] if best else None, "replaced": study.replaced,
+            "failed": len(study.trials) - len(finished), **span, "trials": study.trials}
 
 
 def tuned_hparams(outcome: dict[str, Any] | None) -> dict[tuple[str, str, str], dict]:
