@@ -292,8 +292,6 @@ class Config(_Strict):
     def _tuning_is_separate(self):
         if not self.tune.trials:
             return self
-        from unlearn.experiments.jobs import FLOOR_SEED_OFFSET
-
         if self.tune.model_seed in self.seeds or self.tune.model_seed - FLOOR_SEED_OFFSET in self.seeds:
             raise ValueError(f"tune.model_seed {self.tune.model_seed} is a model seed (or retrain-floor seed) of the "
                              f"evaluation; tuning needs an original model of its own")
