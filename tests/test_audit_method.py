@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from unlearn import audit, data, methods
+from unlearn.errors import UnlearnInputError
 from unlearn.experiments.jobs import dataset_of
 
 
@@ -43,6 +44,16 @@ def test_epsilon_score_tells_a_do_nothing_unlearner_from_retrain(mnist1d_small, 
     assert 0 <= nothing["score"] <= 100 and retrain["n_models"] == 4
 
 
+def test_epsilon_score_compares_with_independent_retrains(mnist1d_small, small_split, bank):
+    """Retrain's models (seeds 0..N−1) and the retrained models it is compared with (seeds 1,000 + i)
+    are independent samples: by chance some forget examples look apart, so Retrain's own score is
+    not a trivial 100 (were they the same models, no attack would beat chance and F would be 100)."""
+    retrain = audit.epsilon_score(methods.get("retrain"), mnist1d_small, small_split, "mlp", "mnist1d",
+                                  n_models=4, bank=bank, progress=False)
+    assert retrain["max_finite_epsilon"] > 0 and retrain["forgetting_quality"] < 100
+    assert retrain["buckets"] == 4  # 2⌈ln 3⌉
+
+
 def test_ulira_tells_a_do_nothing_unlearner_from_retrain(mnist1d_small, bank):
     kw = {"arch_args": None, "recipe": "mnist1d", "bank": bank, "n_shadow": 4, "n_targets": 64, "progress": False}
     retrain = audit.ulira(methods.get("retrain"), mnist1d_small, "mlp", **kw)
@@ -52,11 +63,36 @@ def test_ulira_tells_a_do_nothing_unlearner_from_retrain(mnist1d_small, bank):
     assert nothing["accuracy"] > retrain["accuracy"] + 15
 
 
+class Recording(DoNothing):
+    """Does nothing, and keeps the size of every request it gets."""
+
+    def __init__(self):
+        self.requests = []
+
+    def unlearn(self, model, forget, retain=None, **context):
+        self.requests.append((len(forget), len(retain)))
+        return super().unlearn(model, forget, retain)
+
+
+def test_ulira_asks_each_shadow_to_forget_the_requested_number_of_points(mnist1d_small, bank):
+    kw = {"arch_args": None, "recipe": "mnist1d", "bank": bank, "n_shadow": 4, "n_targets": 64, "progress": False}
+    method = Recording()
+    result = audit.ulira(method, mnist1d_small, "mlp", forget_size=100, **kw)
+    # Each shadow trains on 1,000 points; it forgets its 32 targets and 68 others.
+    assert method.requests == [(100, 900)] * 4 and result["forget_size"] == 100
+    earlier = Recording()
+    audit.ulira(earlier, mnist1d_small, "mlp", **kw)
+    assert earlier.requests == [(32, 968)] * 4  # without forget_size: the half of the targets alone
+    with pytest.raises(UnlearnInputError, match="forget_size"):
+        audit.ulira(method, mnist1d_small, "mlp", forget_size=20, **kw)
+
+
 def test_evaluate_runs_ulira_and_epsilon_for_a_method(mnist1d_small, small_split, bank):
     original = bank.get(mnist1d_small, "mlp", None, "mnist1d", seed=0, progress=False)
     result = audit.evaluate(original, mnist1d_small, small_split, attacks=("acc", "ulira", "epsilon"), bank=bank,
                             method=DoNothing(), n_models=4, n_shadow=4)
     assert {"accuracy", "n_shadow", "n_targets"} <= set(result["ulira"])
+    assert result["ulira"]["forget_size"] == len(small_split.forget)  # U-LiRA's request: the audited size
     assert {"score", "forgetting_quality", "separated", "median_epsilon"} <= set(result["epsilon"])
     assert np.isfinite(result["epsilon"]["score"])
 
@@ -74,7 +110,7 @@ def test_bench_records_ulira_epsilon_and_relearning_per_method(tmp_path, bank):
            "recipe": {"lr": 0.05, "epochs": 8, "batch_size": 64, "schedule": "onecycle", "weight_decay": 0.0},
            "forget": [{"name": "r10", "kind": "random", "fraction": 0.1, "seeds": [0]}], "settings": ["with_retain"],
            "methods": {"retrain": None, "ft": {"lr": 0.01, "epochs": 1}},
-           "audit": {"attacks": ["acc", "ulira", "epsilon", "relearn"], "n_models": 2, "n_shadow": 4},
+           "audit": {"attacks": ["acc", "ulira", "epsilon", "relearn"], "n_models": 3, "n_shadow": 4},
            # no gap to tune against (neither RMIA nor MIS) and no reference rows: the method audits only
            "tune": {"trials": 0}, "reference_rows": []}
     config = parse_config(yaml.safe_dump(raw, sort_keys=False))

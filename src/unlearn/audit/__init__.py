@@ -22,7 +22,7 @@ import torch
 
 from unlearn.audit.accuracy import accuracies
 from unlearn.audit.confidence import confidence_distance, plot_confidence  # noqa: F401
-from unlearn.audit.epsilon import epsilon_score
+from unlearn.audit.epsilon import bucket_count, epsilon_score
 from unlearn.audit.gap import (  # noqa: F401
     DEFAULT_GAP_KEYS,
     GAPS,
@@ -146,6 +146,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
     if any(a in METHOD_ATTACKS for a in attacks) and method is None:
         raise UnlearnInputError(f"{', '.join(a for a in attacks if a in METHOD_ATTACKS)} judge an unlearning "
                                 f"method: pass method= (CLI: --method NAME)")
+    if "epsilon" in attacks:
+        bucket_count(n_models)  # refuses too few models before any other audit trains its own
     if reference is not None and not isinstance(reference, Mapping):
         check_model(reference, dataset, "reference model")
     if next(model.parameters()).device != torch.device(device):
@@ -196,7 +198,8 @@ def evaluate(model, dataset: Dataset, split: ForgetSplit, *, attacks: Sequence[s
         arch, arch_args, recipe = training_setup(model, dataset)
         if "ulira" in attacks:
             result["ulira"] = ulira(method, dataset, arch, arch_args=arch_args, recipe=recipe, bank=bank,
-                                    n_shadow=n_shadow, seed=seed, device=device, progress=progress, **method_context)
+                                    n_shadow=n_shadow, forget_size=len(split.forget), seed=seed, device=device,
+                                    progress=progress, **method_context)
         if "epsilon" in attacks:
             result["epsilon"] = epsilon_score(method, dataset, split, arch, recipe, arch_args=arch_args, bank=bank,
                                               n_models=n_models, with_retain=with_retain, test=test, device=device,

@@ -141,20 +141,26 @@ def rmia_scores(target_p: np.ndarray, mean_p: np.ndarray, population: np.ndarray
 
     `target_p` and `mean_p` are p(x|θ) and p̄(x) per point, shaped (n,) for one query or (Q, n) for Q
     augmented views; `population` selects the points z (a boolean mask or an index array). With one
-    query, LR(x, z) > γ ⟺ ratio(z) < ratio(x) / γ, so one sort of the population ratios answers all
-    points at once (O(n log n)); with Q views every (x, z) pair is a majority vote of the views' tests,
-    done in blocks of points (O(Q·n·|Z|) time, bounded memory).
+    query, LR(x, z) = ratio(x) / ratio(z) > γ ⟺ ratio(z) < ratio(x) / γ for a positive ratio(z) (and
+    > for a negative one: the authors' 4-term Taylor signal can be negative, and neither they nor we
+    clip it), so one sort of the population ratios answers all points at once (O(n log n)); with Q
+    views every (x, z) pair is a majority vote of the views' tests, done in blocks of points
+    (O(Q·n·|Z|) time, bounded memory). Ratios divide by p̄ as it is, as the authors' code does.
     """
     if gamma <= 0:
         raise UnlearnInputError(f"RMIA's gamma must be positive, got {gamma}")
-    ratio = np.asarray(target_p, dtype=np.float64) / np.maximum(np.asarray(mean_p, dtype=np.float64),
-                                                                 np.finfo(np.float64).tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):  # p̄ = 0: ±∞ or NaN, as in the authors' numpy
+        ratio = np.asarray(target_p, dtype=np.float64) / np.asarray(mean_p, dtype=np.float64)
     if ratio.ndim == 1 or ratio.shape[0] == 1:
         ratio = ratio.reshape(-1)
         z_ratio = np.sort(ratio[population])
         if z_ratio.size == 0:
             raise UnlearnInputError("RMIA needs at least one population point")
-        return np.searchsorted(z_ratio, ratio / gamma, side="left") / z_ratio.size
+        positive, negative = z_ratio[z_ratio > 0], z_ratio[z_ratio < 0]
+        bound = ratio / gamma
+        count = (np.searchsorted(positive, bound, side="left") + negative.size
+                 - np.searchsorted(negative, bound, side="right") + (z_ratio == 0).sum() * (ratio > 0))
+        return np.where(np.isnan(ratio), 0, count) / z_ratio.size
     z_ratio = ratio[:, population]
     if z_ratio.shape[1] == 0:
         raise UnlearnInputError("RMIA needs at least one population point")
@@ -163,9 +169,16 @@ def rmia_scores(target_p: np.ndarray, mean_p: np.ndarray, population: np.ndarray
     block = max(1, 4_000_000 // (views * z_ratio.shape[1]))
     for start in range(0, ratio.shape[1], block):
         x = ratio[:, start:start + block, None]
-        votes = (x > gamma * z_ratio[:, None, :]).sum(0)  # views whose test says LR(x, z) > γ
+        votes = likelihood_ratio_exceeds(x, z_ratio[:, None, :], gamma).sum(0)  # views that say LR(x, z) > γ
         scores[start:start + block] = (2 * votes > views).mean(1)
     return scores
+
+
+def likelihood_ratio_exceeds(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
+    """LR(x, z) = ratio_x / ratio_z > γ, without dividing: by the sign of ratio_z (ratio_z = 0: LR is
+    ±∞ by the sign of ratio_x; NaN never exceeds)."""
+    return np.where(ratio_z > 0, ratio_x > gamma * ratio_z,
+                    np.where(ratio_z < 0, ratio_x < gamma * ratio_z, (ratio_z == 0) & (ratio_x > 0)))
 
 
 def fit_offline_a(reference_p: np.ndarray, members: np.ndarray, settings: RMIASettings) -> float:

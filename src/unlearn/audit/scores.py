@@ -38,9 +38,9 @@ def soft_margin_taylor_probability(logits: torch.Tensor, labels: torch.Tensor, t
         p = t(z_y − margin) / (t(z_y − margin) + Σ_{j≠y} t(z_j)).
 
     Their CIFAR-10 setting is temperature 2, margin 0.6 and 4 terms (a cubic). A cubic is negative
-    below u ≈ −1.6, so for very confident models the denominator can shrink and p leave [0, 1]: we keep
-    the authors' polynomial as it is (the attack only compares ratios of this signal) and clip p at a
-    tiny positive value so that ratios stay defined.
+    below u ≈ −1.6, so for very confident models p can be negative or above 1; the authors' code
+    (research/2024_rmia, `convert_signals`) keeps it as it is, and so do we: RMIA only compares
+    ratios of this signal, and `rmia.rmia_scores` tests them with their signs.
     """
     if temperature <= 0:
         raise UnlearnInputError(f"signal temperature must be positive, got {temperature}")
@@ -50,7 +50,7 @@ def soft_margin_taylor_probability(logits: torch.Tensor, labels: torch.Tensor, t
     true = z.gather(1, labels.view(-1, 1))
     others = taylor_exp(z, terms).scatter(1, labels.view(-1, 1), 0.0).sum(1)
     numerator = taylor_exp(true - margin, terms).squeeze(1)
-    return (numerator / (numerator + others)).clamp_min(1e-30)
+    return numerator / (numerator + others)
 
 
 def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,11 @@ pairs over a fixed set of target points T (random pool points):
   dataset's training split, so that shadows are exchangeable with the audited model, as the RMIA
   reference models are);
 - forget set F_s: a random half of T (shadow s+1 of a pair forgets the complementary half, so
-  every target is forgotten in exactly half of the shadows);
+  every target is forgotten in exactly half of the shadows), plus random non-target points of the
+  base's training set up to `forget_size` points in all: the request has the size of the audited
+  one (`evaluate` passes |D_F|), since how well a method forgets depends on how much it is asked
+  to forget. Only the targets are scored. (`forget_size=None`: the half of T alone, 32 points with
+  the default 64 targets, this module's earlier request whatever |D_F| was.);
 - "unlearned" U_s = method.unlearn(base_s, F_s, rest of the base's training set);
 - "retrained" R_s = trained from scratch without F_s (another seed than the base).
 
@@ -22,8 +26,9 @@ retraining (exact unlearning gives ≈ 50), higher means the unlearning leaves a
 
 Per-target means need samples: with S shadows each target is forgotten by S/2 of them, so each
 leave-one-out fit rests on S/2 − 1 samples per hypothesis (3 with 8 shadows, 7 with the protocol
-default of 16). The cost is S/2 base models, S retrained models and S unlearning runs; on mnist1d
-(MLP, 60 epochs, one core) that is about 24 trainings of 7 s for S = 16 (see docs/audits.md).
+default of 16). The cost is S/2 base models, S retrained models and S unlearning runs, whatever
+`forget_size` (an unlearning run over a larger D_F costs more for methods that pass over D_F); on
+mnist1d (MLP, 60 epochs, one core) that is about 24 trainings of 7 s for S = 16 (docs/audits.md).
 """
 
 from __future__ import annotations
@@ -41,9 +46,12 @@ from unlearn.training import Recipe, get_recipe
 
 
 def ulira(method, dataset: Dataset, arch: str, *, arch_args: dict | None = None, recipe: str | Recipe | dict,
-          bank=None, n_shadow: int = 16, n_targets: int = 64, seed: int = 0, device="cpu",
-          progress: bool | None = None, **context) -> dict[str, float]:
-    """U-LiRA balanced accuracy of `method` (any object with `.unlearn(model, forget, retain, seed=)`)."""
+          bank=None, n_shadow: int = 16, n_targets: int = 64, forget_size: int | None = None, seed: int = 0,
+          device="cpu", progress: bool | None = None, **context) -> dict[str, float]:
+    """U-LiRA balanced accuracy of `method` (any object with `.unlearn(model, forget, retain, seed=)`).
+
+    `forget_size`: points each shadow is asked to forget (its half of the targets and random others).
+    """
     from unlearn.bank import ModelBank
 
     if n_shadow < 4 or n_shadow % 2:
@@ -54,6 +62,11 @@ def ulira(method, dataset: Dataset, arch: str, *, arch_args: dict | None = None,
     n_pool, n_train = len(pool.train), len(dataset.train)
     if not 2 <= n_targets <= min(n_pool // 4, n_train // 2):
         raise UnlearnInputError(f"U-LiRA n_targets must lie in [2, {min(n_pool // 4, n_train // 2)}], got {n_targets}")
+    half_targets = (n_targets + 1) // 2
+    if forget_size is not None and not half_targets <= forget_size <= n_train - n_targets + n_targets // 2:
+        raise UnlearnInputError(f"U-LiRA forget_size must lie in [{half_targets}, {n_train - n_targets + n_targets // 2}]"
+                                f" (half of the {n_targets} targets, plus other points of a shadow's {n_train}), "
+                                f"got {forget_size}")
     rng = np.random.default_rng([seed, 7])
     targets = np.sort(rng.choice(n_pool, n_targets, replace=False))
     others = np.setdiff1d(np.arange(n_pool), targets)
@@ -72,6 +85,10 @@ def ulira(method, dataset: Dataset, arch: str, *, arch_args: dict | None = None,
                 forget_mask = np.zeros(n_targets, dtype=bool)
                 forget_mask[half] = True
                 forget_idx = targets[forget_mask]
+                if forget_size is not None and forget_size > forget_idx.size:
+                    others_in_base = np.setdiff1d(base_idx, targets)
+                    extra = pair_rng.choice(others_in_base, forget_size - forget_idx.size, replace=False)
+                    forget_idx = np.sort(np.r_[forget_idx, extra])
                 retain_idx = np.setdiff1d(base_idx, forget_idx)
                 unlearned = method.unlearn(base, pool.train.subset(forget_idx), pool.train.subset(retain_idx),
                                            seed=base_seed, device=device, bank=bank, dataset=pool,
@@ -83,7 +100,8 @@ def ulira(method, dataset: Dataset, arch: str, *, arch_args: dict | None = None,
                 forgotten.append(forget_mask)
                 bar.advance(task)
     return {"accuracy": balanced_accuracy(np.stack(phi_unlearned), np.stack(phi_retrained), np.stack(forgotten)),
-            "n_shadow": n_shadow, "n_targets": n_targets}
+            "n_shadow": n_shadow, "n_targets": n_targets,
+            "forget_size": int(forget_idx.size) if forget_size is None else forget_size}
 
 
 def balanced_accuracy(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, forgotten: np.ndarray) -> float:

@@ -116,8 +116,8 @@ class AuditSpec(_Strict):
     # RMIA's settings (`unlearn.audit.RMIASettings`: signal, temperature, margin, taylor_terms, trim,
     # queries, gamma, offline_a); omitted keys take the defaults chosen in docs/audits.md.
     rmia: dict[str, Any] = Field(default_factory=dict)
-    # Models per kind for the ε score ("epsilon") and shadow models for "ulira".
-    n_models: int = Field(8, ge=2)
+    # Models per kind for the ε score ("epsilon"; at least 3: 2⌈ln(N − 1)⌉ buckets) and shadow models for "ulira".
+    n_models: int = Field(8, ge=3)
     n_shadow: int = Field(16, ge=4)
     # Evaluate on the evaluation half of the test split and give methods the validation half as
     # known non-members (`holdout`, SG needs it), so no method sees the data it is audited on.
