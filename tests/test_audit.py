@@ -185,6 +185,7 @@ def test_ulira_with_retraining_as_the_method_is_a_coin_flip(digits, bank):
     (lambda kw: kw.update(rmia_settings={"taylor_terms": 1}), "taylor_terms"),
     (lambda kw: kw.update(rmia_settings={"gamma": 0.0}), "gamma"),
     (lambda kw: kw.update(attacks=("acc", "epsilon")), "--method"),
+    (lambda kw: kw.update(attacks=("ulira", "epsilon"), method=methods.get("retrain"), n_models=2), "at least 3"),
 ])
 def test_bad_inputs_are_refused_before_any_work(change, message, digits, digits_split, digits_original, bank):
     kw = {"split": digits_split, "attacks": ("acc", "rmia"), "n_reference": N_REF}
