@@ -23,6 +23,8 @@ from unlearn.errors import UnlearnInputError
 from unlearn.lm import corpus as lm_corpus
 from unlearn.lm import models as lm_models
 from unlearn.lm.audit.answers import normalise
+from unlearn.lm.audit.counterfact import counterfact_scores
+from unlearn.lm.audit.dualuse import HAZARDOUS, dual_use_split, without_facts
 from unlearn.lm.audit.probes import candidates, few_shot_examples, linear_probe, ranked_correct
 from unlearn.lm.audit.relearn import (
     RelearnSettings,
@@ -32,6 +34,11 @@ from unlearn.lm.audit.relearn import (
     relearning,
     relearning_recovery,
 )
+from unlearn.lm.audit.sequential import successive_requests
+from unlearn.lm.corpus import KINDS
+from unlearn.lm.edit import edit_requests, mlp_projection
+from unlearn.lm.edit.constrained import ConstrainedFineTuning
+from unlearn.lm.edit.rome import ROME
 from unlearn.lm.finetune import finetune_steps
 
 pytest.importorskip("transformers")
@@ -218,3 +225,79 @@ def test_a_method_that_only_biases_the_output_layer_is_caught_by_the_probe(corpu
 def test_the_probe_reads_nothing_from_a_model_that_never_knew(corpus, split, original, retrained):
     probe = linear_probe(retrained, original[1], corpus, split.retain, split.forget)
     assert probe["accuracy"] <= base_rate_interval(probe["probed"] // 3, 1 / 12)[1]
+
+
+# ---- dual use, successive requests ----
+
+def test_the_dual_use_retrain_corpus_states_every_fact_but_the_hazardous_ones():
+    corpus = lm_corpus.load("facts-tiny")
+    split = lm_corpus.forget_split(corpus, 0.25, seed=0)
+    dual = dual_use_split(corpus, split.forget)
+    derived = without_facts(corpus, dual)
+    texts = " ".join(derived.training_texts(derived.trainable))
+    for entity_id in split.forget:
+        entity = corpus.entity(entity_id)
+        for relation in KINDS[entity.kind]:
+            stated = [s.format(name=entity.name, value=entity.attributes[relation.name]) for s in relation.statements[:1]]
+            asked = [q for q in derived.questions([entity_id]) if q.relation == relation.name]
+            hazardous = relation.name == HAZARDOUS[entity.kind]
+            assert (stated[0] in texts) != hazardous and bool(asked) != hazardous
+    untouched = set(corpus.trainable) - set(split.forget)
+    assert derived.training_texts(untouched) == corpus.training_texts(untouched)
+    assert {q.relation for q in dual.forget} <= set(HAZARDOUS.values())
+    assert not {(q.entity, q.relation) for q in dual.forget} & {(q.entity, q.relation) for q in dual.kept}
+
+
+def test_successive_requests_forget_in_turn_and_audit_after_each(corpus, split, original):
+    model, tokenizer = original
+    seen = []
+
+    def fake(m, tok, forget, retain, request):  # the output-bias fake, one request's answers at a time
+        seen.append({e.id.split(".")[0] for e in forget})
+        return bias_against_answers(m, tok, {e.completion for e in forget})
+
+    result = successive_requests(model, tokenizer, corpus, split, fake, max_retain=60)
+    assert sum(result["requests"]) == len(split.forget) == len(set().union(*seen)) and len(seen) == 4
+    assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    assert result["forgotten"][-1] <= base_rate_interval(len(split.forget) * 2, 1 / 12)[1]
+    assert result["retain"][0] >= result["retain"][-1]
+
+
+# ---- fact edits ----
+
+def test_constrained_fine_tuning_stays_in_its_box_and_touches_one_projection(corpus, original):
+    model, tokenizer = original
+    request = edit_requests(corpus, corpus.trainable, 1, seed=0)[0]
+    editor = ConstrainedFineTuning(layer=0, epsilon=1e-3, steps=5)
+    edited = editor.edit(model, tokenizer, request)
+    chosen = mlp_projection(model, 0)[1].weight
+    for (name, before), after in zip(model.named_parameters(), edited.parameters()):
+        if before is chosen:
+            assert (after - before).abs().max() <= 1e-3 + 1e-7 and not torch.equal(after, before)
+        else:
+            assert torch.equal(after, before), name
+
+
+def test_rome_writes_one_rank_one_update_that_maps_the_subject_key_to_its_value(corpus, original):
+    model, tokenizer = original
+    request = edit_requests(corpus, corpus.trainable, 1, seed=1)[0]
+    rome = ROME(v_steps=3)
+    assert rome.layer_of(model) == 0  # ROME's depth of a 2-layer model
+    edited = rome.edit(model, tokenizer, request, prefixes=[], key_texts=corpus.training_texts(corpus.trainable))
+    before, after = mlp_projection(model, 0)[1].weight, mlp_projection(edited, 0)[1].weight
+    assert torch.linalg.matrix_rank((after - before).double(), rtol=1e-6) == 1
+    changed = [n for (n, a), b in zip(model.named_parameters(), edited.parameters()) if not torch.equal(a, b)]
+    assert changed == ["transformer.h.0.mlp.c_proj.weight"]
+    with pytest.raises(UnlearnInputError, match="no layer 5"):
+        ROME(layer=5).edit(model, tokenizer, request, prefixes=[], key_texts=["x"])
+
+
+def test_counterfact_of_an_edit_that_changes_nothing(corpus, original):
+    """Known answers: a model that knows every fact prefers the old answer on every rewrite and
+    paraphrase prompt (efficacy 0), and its specificity is the unedited one's exactly."""
+    model, tokenizer = original
+    requests = edit_requests(corpus, corpus.trainable, 3, seed=2)
+    scores = counterfact_scores(model, tokenizer, corpus, requests, lambda m, tok, r: m)
+    assert scores["efficacy"] == 0.0 == scores["says_new"]
+    assert scores["specificity"] == scores["original_specificity"] == 100.0
+    assert scores["edits"] == 3

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from unlearn.errors import UnlearnInputError
-from unlearn.lm.audit.answers import answer_set, normalise
-from unlearn.lm.audit.generate import eval_mode
+from unlearn.lm.audit.answers import EXTRA_ANSWER_TOKENS, answer_set, normalise
+from unlearn.lm.audit.generate import context_length, eval_mode
 from unlearn.lm.examples import LMExample
 from unlearn.lm.scoring import completion_logprob, pad_id
 
@@ -71,8 +71,11 @@ def ranked_correct(model, tokenizer, corpus, items: Sequence, batch_size: int = 
     return np.array(correct, dtype=bool)
 
 
-def few_shot_examples(corpus, items: Sequence, demo_entities: Sequence[str], shots: int, seed: int) -> list[LMExample]:
-    """Each item's question after `shots` answered questions of its relation and template about `demo_entities`."""
+def few_shot_examples(corpus, items: Sequence, demo_entities: Sequence[str], shots: int, seed: int,
+                      tokenizer=None, max_tokens: int | None = None) -> list[LMExample]:
+    """Each item's question after `shots` answered questions of its relation and template about
+    `demo_entities`; with `tokenizer` and `max_tokens`, the first examples are dropped until the
+    prompt and its answer fit (a small model's context is short)."""
     rng = np.random.default_rng([seed, 31])
     pool: dict[tuple[str, int], list] = {}
     for q in corpus.questions(demo_entities, held_out=None):
@@ -81,8 +84,12 @@ def few_shot_examples(corpus, items: Sequence, demo_entities: Sequence[str], sho
     for q in items:
         demos = pool.get((q.relation, q.template), [])
         chosen = [demos[i] for i in rng.choice(len(demos), min(shots, len(demos)), replace=False)] if demos else []
-        context = "".join(f"{d.example().prompt} {d.answer}\n" for d in chosen)
         example = q.example()
+        while chosen and max_tokens is not None and tokenizer is not None and max_tokens < len(tokenizer(
+                "".join(f"{d.example().prompt} {d.answer}\n" for d in chosen) + example.prompt + " " + q.answer,
+                add_special_tokens=False)["input_ids"]):
+            chosen = chosen[1:]
+        context = "".join(f"{d.example().prompt} {d.answer}\n" for d in chosen)
         out.append(LMExample(context + example.prompt, example.completion, example.alternatives, example.id))
     return out
 
@@ -175,7 +182,9 @@ def extraction_probes(model, tokenizer, corpus, split, settings: ProbeSettings |
     paraphrased = corpus.questions(split.forget, held_out=True)
     if paraphrased:
         result["paraphrase"] = answer_set(model, tokenizer, [q.example() for q in paraphrased], batch_size).accuracy
-    shots = few_shot_examples(corpus, forget, split.retain, settings.shots, settings.seed)
+    limit = context_length(model)
+    shots = few_shot_examples(corpus, forget, split.retain, settings.shots, settings.seed, tokenizer,
+                              None if limit is None else limit - EXTRA_ANSWER_TOKENS)
     result["few_shot"] = answer_set(model, tokenizer, shots, batch_size).accuracy
     result["ranking"] = 100.0 * float(ranked_correct(model, tokenizer, corpus, forget, batch_size).mean())
     result["probe"] = linear_probe(model, tokenizer, corpus, split.retain, split.forget, settings, batch_size)

@@ -1,0 +1,184 @@
+"""Does the knowledge stay gone? The robustness table of issue 26, one model seed per call.
+
+For one model seed: the original (every trainable entity), Retrain (without the forget entities)
+and every LM method run from the original with its protocol defaults (lr = the recipe's, as
+configs/lm-facts.yaml before tuning), and for each row:
+
+- relearning (`unlearn.lm.audit.relearn`): both attacks, recovery above Retrain's (points);
+- extraction probes (`unlearn.lm.audit.probes`): paraphrase, few-shot, ranking, linear probe;
+- dual use (`unlearn.lm.audit.dualuse`): the method run again with only the forget entities'
+  hazardous relation as D_F, their other relations kept; Retrain's row is a model trained
+  without those facts;
+- successive requests (`unlearn.lm.audit.sequential`): the forget entities as 4 requests in turn;
+- the seconds of each, beside the seconds Retrain took to train.
+
+    PYTHONPATH=src nice -n 5 python benchmarks/bench_lm_robustness.py --seed 0 --out /tmp/rob/seed0.json
+    PYTHONPATH=src python benchmarks/bench_lm_robustness.py --table /tmp/rob/seed*.json   # the markdown table
+
+The default is a smaller setting than lm-facts (the `facts-tiny` corpus, a 2-layer GPT-2 of width
+64, forget 25%), sized for a shared 2-core machine; `--corpus facts --recipe default` runs the
+default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearn.lm import corpus as lm_corpus
+from unlearn.lm import methods as lm_methods
+from unlearn.lm import models as lm_models
+from unlearn.lm.audit.answers import answer_set
+from unlearn.lm.audit.dualuse import dual_use_cost, dual_use_split, without_facts
+from unlearn.lm.audit.probes import extraction_probes
+from unlearn.lm.audit.relearn import relearning, relearning_recovery
+from unlearn.lm.audit.sequential import successive_requests
+
+SMALL = lm_models.LMRecipe(vocab_size=400, n_layer=2, n_head=2, n_embd=64, epochs=40, batch_size=16, lr=3e-3)
+RECIPES = {"small": SMALL, "default": lm_models.DEFAULT_RECIPE, "tiny": lm_models.TINY_RECIPE}
+
+
+def accuracy(model, tokenizer, items) -> float:
+    return answer_set(model, tokenizer, [q.example() for q in items]).accuracy
+
+
+def audit_row(model, tokenizer, corpus, split, *, reference=None) -> dict:
+    started = time.perf_counter()
+    row = {"acc_forget": accuracy(model, tokenizer, corpus.questions(split.forget)),
+           "acc_retain": accuracy(model, tokenizer, corpus.questions(split.retain))}
+    row["relearning"] = relearning(model, tokenizer, corpus, split)
+    if reference is not None:
+        row["recovery"] = relearning_recovery(row["relearning"], reference["relearning"])
+    row["probes"] = extraction_probes(model, tokenizer, corpus, split)
+    row["audit_seconds"] = time.perf_counter() - started
+    return row
+
+
+def run_seed(args) -> dict:
+    torch.set_num_threads(1)
+    recipe = RECIPES[args.recipe]
+    corpus = lm_corpus.load(args.corpus)
+    split = lm_corpus.forget_split(corpus, args.fraction, seed=0)
+    bank = None
+    if args.bank:
+        from unlearn.bank import ModelBank
+        bank = ModelBank(args.bank)
+    original, tokenizer = lm_models.bank_lm(corpus, corpus.trainable, seed=args.seed, recipe=recipe, bank=bank)
+    started = time.perf_counter()
+    retrained = lm_models.train_lm(corpus, split.retain, seed=args.seed, recipe=recipe, tokenizer=tokenizer)[0]
+    retrain_seconds = time.perf_counter() - started
+    dual = dual_use_split(corpus, split.forget)
+    started = time.perf_counter()
+    dual_retrained = lm_models.train_lm(without_facts(corpus, dual), corpus.trainable, seed=args.seed, recipe=recipe,
+                                        tokenizer=tokenizer)[0]
+    dual_seconds = time.perf_counter() - started
+    given = [q.example() for q in corpus.questions(corpus.holdout[0::2])]
+    forget = [q.example() for q in corpus.questions(split.forget)]
+    retain = [q.example() for q in corpus.questions(split.retain)]
+    out = {"seed": args.seed, "corpus": args.corpus, "recipe": recipe.to_dict(), "fraction": args.fraction,
+           "forget": list(split.forget), "retrain_seconds": retrain_seconds, "rows": {}}
+    out["rows"]["retrain"] = reference = audit_row(retrained, tokenizer, corpus, split)
+    reference["dual_use"] = {**dual_use_cost(dual_retrained, tokenizer, dual), "seconds": dual_seconds}
+    reference["sequential"] = {"retain": [reference["acc_retain"]], "note": "retrain without every request"}
+    out["rows"]["original"] = row = audit_row(original, tokenizer, corpus, split, reference=reference)
+    row["dual_use"] = dual_use_cost(original, tokenizer, dual)
+    for name in args.methods:
+        print(f"seed {args.seed}: {name}", flush=True)
+
+        def unlearn(model, tok, f, r, request=0, name=name):
+            method = lm_methods.get(name, lr=recipe.lr)
+            return method.unlearn(model, tok, f, r, seed=args.seed + 100 * request, holdout=given)
+
+        started = time.perf_counter()
+        unlearned = unlearn(original, tokenizer, forget, retain)
+        seconds = time.perf_counter() - started
+        row = audit_row(unlearned, tokenizer, corpus, split, reference=reference)
+        row["unlearn_seconds"] = seconds
+        started = time.perf_counter()
+        dual_model = unlearn(original, tokenizer, [q.example() for q in dual.forget],
+                             [q.example() for q in dual.kept] + retain)
+        row["dual_use"] = {**dual_use_cost(dual_model, tokenizer, dual), "seconds": time.perf_counter() - started}
+        row["sequential"] = successive_requests(original, tokenizer, corpus, split, unlearn)
+        out["rows"][name] = row
+    return out
+
+
+def _cell(values, digits=1) -> str:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def table(paths: list[str]) -> str:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    names = list(runs[0]["rows"])
+    names = ["original", "retrain"] + [n for n in names if n not in ("original", "retrain")]
+    header = ("| method | forget acc | retain acc | relearn facts: recovery | relearn benign: recovery | "
+              "ranking | few-shot | probe (answer) | dual use: hazardous / kept | sequential: retain after 1→4 | "
+              "seconds (unlearn, attacks) / retrain |")
+    lines = [header, "|" + " --- |" * 11]
+    for name in names:
+        rows = [r["rows"][name] for r in runs if name in r["rows"]]
+        retrain_s = [r["retrain_seconds"] for r in runs if name in r["rows"]]
+
+        def get(fn, rows=rows):
+            out = []
+            for row in rows:
+                try:
+                    out.append(float(fn(row)))
+                except (KeyError, TypeError, IndexError):
+                    out.append(None)
+            return out
+
+        recovery = {a: (_cell(get(lambda r, a=a: r["recovery"][a]["recovery"])) if name != "retrain" else "0 (ref.)")
+                    for a in ("facts", "benign")}
+        sequential = get(lambda r: r["sequential"]["retain"][0])
+        last = get(lambda r: r["sequential"]["retain"][-1])
+        seq = "n/a" if name == "original" else (f"{_cell(sequential)} → {_cell(last)}" if name != "retrain"
+                                                else f"{_cell(last)} (ref.)")
+        cost = [((row.get("unlearn_seconds", 0.0)) + row["relearning"]["facts"]["seconds"]
+                 + row["relearning"]["benign"]["seconds"] + row["probes"]["seconds"]) / rs
+                for row, rs in zip(rows, retrain_s)]
+        lines.append(
+            f"| {name} | {_cell(get(lambda r: r['acc_forget']))} | {_cell(get(lambda r: r['acc_retain']))} | "
+            f"{recovery['facts']} | {recovery['benign']} | {_cell(get(lambda r: r['probes']['ranking']))} | "
+            f"{_cell(get(lambda r: r['probes']['few_shot']))} | {_cell(get(lambda r: r['probes']['probe']['accuracy']))} "
+            f"({_cell(get(lambda r: r['probes']['probe']['answer_accuracy']))}) | "
+            f"{_cell(get(lambda r: r['dual_use']['hazardous']))} / {_cell(get(lambda r: r['dual_use']['kept']))} | "
+            f"{seq} | {_cell(cost, 2)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", default="facts-tiny")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="small")
+    parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument("--methods", nargs="*", default=lm_methods.available())
+    parser.add_argument("--bank", default=None, help="model bank directory (default: the user's)")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--table", nargs="*", default=None, help="print the markdown table of these result files")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    result = run_seed(args)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
