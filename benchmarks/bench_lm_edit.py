@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", type=int, nargs="*", default=[None])
+    parser.add_argument("--editors", nargs="*", choices=["constrained", "rome"], default=["constrained", "rome"])
     parser.add_argument("--epsilon", type=float, nargs="*", default=[5e-3])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -44,10 +45,12 @@ def main() -> None:
     texts = corpus.training_texts(corpus.trainable)
     prefixes = [t.text for t in corpus.general[:5]]
     for layer in args.layers:
-        for epsilon in args.epsilon:
+        for epsilon in args.epsilon if "constrained" in args.editors else []:
             editor = ConstrainedFineTuning(layer=layer, epsilon=epsilon)
             scores = counterfact_scores(model, tokenizer, corpus, requests, editor.edit)
             print(json.dumps({"editor": "constrained", **vars(editor), **scores}), flush=True)
+        if "rome" not in args.editors:
+            continue
         rome = ROME(layer=layer)
         moment = key_second_moment(model, tokenizer, texts, rome.layer_of(model))
         scores = counterfact_scores(model, tokenizer, corpus, requests, functools.partial(

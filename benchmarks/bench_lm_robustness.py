@@ -36,22 +36,31 @@ from unlearn.lm import models as lm_models
 from unlearn.lm.audit.answers import answer_set
 from unlearn.lm.audit.dualuse import dual_use_cost, dual_use_split, without_facts
 from unlearn.lm.audit.probes import extraction_probes
-from unlearn.lm.audit.relearn import relearning, relearning_recovery
+from unlearn.lm.audit.relearn import RelearnSettings, relearning, relearning_recovery
 from unlearn.lm.audit.sequential import successive_requests
 
 SMALL = lm_models.LMRecipe(vocab_size=400, n_layer=2, n_head=2, n_embd=64, epochs=40, batch_size=16, lr=3e-3)
-RECIPES = {"small": SMALL, "default": lm_models.DEFAULT_RECIPE, "tiny": lm_models.TINY_RECIPE}
+# The people slice's recipe (tests/test_lm_robustness.py): learns every fact in seconds.
+PEOPLE = lm_models.LMRecipe(vocab_size=600, n_layer=2, n_head=2, n_embd=64, epochs=20, batch_size=16, lr=5e-3)
+RECIPES = {"small": SMALL, "people": PEOPLE, "default": lm_models.DEFAULT_RECIPE, "tiny": lm_models.TINY_RECIPE}
+
+
+def load_corpus(name: str):
+    """An embedded corpus, or "people": 46 people of `facts`, birthplace and occupation, questions only."""
+    if name == "people":
+        return lm_corpus.sliced(lm_corpus.load("facts"), "person", ("birthplace", "occupation"), 46, 6)
+    return lm_corpus.load(name)
 
 
 def accuracy(model, tokenizer, items) -> float:
     return answer_set(model, tokenizer, [q.example() for q in items]).accuracy
 
 
-def audit_row(model, tokenizer, corpus, split, *, reference=None) -> dict:
+def audit_row(model, tokenizer, corpus, split, settings: RelearnSettings, *, reference=None) -> dict:
     started = time.perf_counter()
     row = {"acc_forget": accuracy(model, tokenizer, corpus.questions(split.forget)),
            "acc_retain": accuracy(model, tokenizer, corpus.questions(split.retain))}
-    row["relearning"] = relearning(model, tokenizer, corpus, split)
+    row["relearning"] = relearning(model, tokenizer, corpus, split, settings)
     if reference is not None:
         row["recovery"] = relearning_recovery(row["relearning"], reference["relearning"])
     row["probes"] = extraction_probes(model, tokenizer, corpus, split)
@@ -59,10 +68,12 @@ def audit_row(model, tokenizer, corpus, split, *, reference=None) -> dict:
     return row
 
 
-def run_seed(args) -> dict:
+def run_seed(args, save=lambda result: None) -> dict:
+    """Every row for one model seed; `save(result)` after each row (a long run keeps what it finished)."""
     torch.set_num_threads(1)
+    settings = RelearnSettings(steps=tuple(args.steps))
     recipe = RECIPES[args.recipe]
-    corpus = lm_corpus.load(args.corpus)
+    corpus = load_corpus(args.corpus)
     split = lm_corpus.forget_split(corpus, args.fraction, seed=0)
     bank = None
     if args.bank:
@@ -82,11 +93,12 @@ def run_seed(args) -> dict:
     retain = [q.example() for q in corpus.questions(split.retain)]
     out = {"seed": args.seed, "corpus": args.corpus, "recipe": recipe.to_dict(), "fraction": args.fraction,
            "forget": list(split.forget), "retrain_seconds": retrain_seconds, "rows": {}}
-    out["rows"]["retrain"] = reference = audit_row(retrained, tokenizer, corpus, split)
+    out["rows"]["retrain"] = reference = audit_row(retrained, tokenizer, corpus, split, settings)
     reference["dual_use"] = {**dual_use_cost(dual_retrained, tokenizer, dual), "seconds": dual_seconds}
     reference["sequential"] = {"retain": [reference["acc_retain"]], "note": "retrain without every request"}
-    out["rows"]["original"] = row = audit_row(original, tokenizer, corpus, split, reference=reference)
+    out["rows"]["original"] = row = audit_row(original, tokenizer, corpus, split, settings, reference=reference)
     row["dual_use"] = dual_use_cost(original, tokenizer, dual)
+    save(out)
     for name in args.methods:
         print(f"seed {args.seed}: {name}", flush=True)
 
@@ -97,7 +109,7 @@ def run_seed(args) -> dict:
         started = time.perf_counter()
         unlearned = unlearn(original, tokenizer, forget, retain)
         seconds = time.perf_counter() - started
-        row = audit_row(unlearned, tokenizer, corpus, split, reference=reference)
+        row = audit_row(unlearned, tokenizer, corpus, split, settings, reference=reference)
         row["unlearn_seconds"] = seconds
         started = time.perf_counter()
         dual_model = unlearn(original, tokenizer, [q.example() for q in dual.forget],
@@ -105,6 +117,7 @@ def run_seed(args) -> dict:
         row["dual_use"] = {**dual_use_cost(dual_model, tokenizer, dual), "seconds": time.perf_counter() - started}
         row["sequential"] = successive_requests(original, tokenizer, corpus, split, unlearn)
         out["rows"][name] = row
+        save(out)
     return out
 
 
@@ -164,6 +177,8 @@ def main() -> None:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="small")
     parser.add_argument("--fraction", type=float, default=0.25)
     parser.add_argument("--methods", nargs="*", default=lm_methods.available())
+    parser.add_argument("--steps", type=int, nargs="*", default=list(RelearnSettings().steps),
+                        help="relearning budgets read (default: RelearnSettings')")
     parser.add_argument("--bank", default=None, help="model bank directory (default: the user's)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", nargs="*", default=None, help="print the markdown table of these result files")
@@ -171,13 +186,16 @@ def main() -> None:
     if args.table:
         print(table(args.table))
         return
-    result = run_seed(args)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        print(text)
+    def save(result: dict) -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(args.out).with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=1))
+            tmp.replace(args.out)
+
+    result = run_seed(args, save)
+    if not args.out:
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

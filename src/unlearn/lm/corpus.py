@@ -493,3 +493,19 @@ def _text_corpus(path: Path, rows) -> Corpus:
             bios.append(TextItem(row_id, str(entity), row["text"], False))
     entities = [Entity(e, e, "text", {}) for e in entity_ids]
     return Corpus(path.stem, entities, [], bios, general)
+
+
+def sliced(corpus: Corpus, kind: str, relations: Iterable[str], n_entities: int, n_holdout: int) -> Corpus:
+    """A small corpus cut from `corpus`: its first `n_entities` of `kind`, only `relations`, questions
+    only (no biographies, no general text), the last `n_holdout` of them held out. A model learns it
+    in seconds: for tests and quick experiments (tests/test_lm_robustness.py)."""
+    relations = tuple(relations)
+    chosen = [e for e in corpus.entities if e.kind == kind][:n_entities]
+    known = {r.name for r in KINDS.get(kind, ())}
+    if len(chosen) <= n_holdout or not relations or not set(relations) <= known:
+        raise UnlearnInputError(f"cannot cut {n_entities} entities of kind {kind!r} with relations {relations}")
+    ids = {e.id for e in chosen}
+    entities = [Entity(e.id, e.name, e.kind, {r: e.attributes[r] for r in relations}) for e in chosen]
+    qa = [q for q in corpus.qa if q.entity in ids and q.relation in relations]
+    return Corpus(f"{corpus.name}-{kind}-{n_entities}", entities, qa, [], [],
+                  tuple(e.id for e in chosen[-n_holdout:]), {r: corpus.pools[r] for r in relations})

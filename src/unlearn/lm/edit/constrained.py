@@ -3,7 +3,7 @@
 Zhu, Rawat, Zaheer, Bhojanapalli, Li, Yu, Kumar, "Modifying Memories in Transformer Models"
 (2020): fine-tune on the new fact with the weights kept in an L∞ ball around the original,
 ‖θ − θ₀‖∞ ≤ ε, by projecting (clamping) after every step; ROME (Meng et al. 2022) runs it as
-"FT+L" on one MLP's output projection. Here: AdamW steps on the NLL of the new answer after the
+"FT+L" on one MLP's output projection (weight and bias, both in the box). Here: AdamW steps on the NLL of the new answer after the
 rewrite prompt, only that projection trained (`unlearn.lm.finetune.finetune_steps`).
 
 Defaults: ROME's GPT-2 XL "FT+L" has lr 5e-4, 25 steps, ε 5e-4 on layer 0's projection; a
@@ -32,11 +32,11 @@ class ConstrainedFineTuning:
 
     def edit(self, model, tokenizer, request: EditRequest, **_):
         layer = self.layer if self.layer is not None else default_layer(model)
-        original = mlp_projection(model, layer)[1].weight.detach().clone()
+        original = [p.detach().clone() for p in mlp_projection(model, layer)[1].parameters()]
 
-        def project(current) -> None:
-            weight = mlp_projection(current, layer)[1].weight
-            weight.copy_(torch.maximum(torch.minimum(weight, original + self.epsilon), original - self.epsilon))
+        def project(current) -> None:  # every trained parameter (weight and bias) back into its box
+            for param, start in zip(mlp_projection(current, layer)[1].parameters(), original):
+                param.copy_(torch.maximum(torch.minimum(param, start + self.epsilon), start - self.epsilon))
 
         return finetune_steps(model, tokenizer, [LMExample(request.prompt, request.new)], self.steps, lr=self.lr,
                               batch_size=1, seed=0, project=project,
