@@ -270,7 +270,7 @@ def test_constrained_fine_tuning_stays_in_its_box_and_touches_one_projection(cor
             assert torch.equal(after, before), name
 
 
-def test_rome_writes_one_rank_one_update_that_maps_the_subject_key_to_its_value(corpus, original):
+def test_rome_writes_one_rank_one_update_to_its_projection_only(corpus, original):
     model, tokenizer = original
     request = edit_requests(corpus, corpus.trainable, 1, seed=1)[0]
     rome = ROME(v_steps=3)
