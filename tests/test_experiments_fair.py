@@ -200,7 +200,8 @@ def test_paired_draws_vary_model_forget_set_and_run_seed_together_and_the_captio
     assert len(set(r10)) == 3 and all(len(a & b) >= len(a) - 1 for a in r50 for b in r50)
     records = [{"model_seed": i, "forget_seed": i, "run_seed": i, "forget_digest": "same"} for i in range(3)]
     assert draw_sources(records) == {"model seeds": 3, "forget sets": 1, "run seeds": 3}
-    part = [{"n": 3, "sources": draw_sources(records)}]
+    oracle = [{**r, "run_seed": 0} for r in records]  # a reference row: one run per draw, run seed 0
+    part = [{"n": 3, "sources": draw_sources(oracle)}, {"n": 3, "sources": draw_sources(records)}]
     assert caption(part, None).startswith("mean ± 95% t half-width over 3 runs (3 model seeds, 1 forget set, 3 run seeds)")
     raw["forget"][0]["seeds"] = [0, 1]
     with pytest.raises(Exception, match="one seed per model seed"):

@@ -227,9 +227,11 @@ def sources_text(sources: dict[str, int]) -> str:
 
 
 def caption(part, tuning: dict[str, Any] | None) -> str:
-    widest = max(part, key=lambda r: r["n"], default=None)
-    n = widest["n"] if widest else 0
-    sources = widest.get("sources") if widest else None
+    n = max((r["n"] for r in part), default=0)
+    # Over the rows with the most runs, each source's largest count: the method rows' run seeds,
+    # not the reference rows' (Retrain, original and the floor are one run each, run seed 0).
+    found = [r["sources"] for r in part if r["n"] == n and r.get("sources")]
+    sources = {k: max(f[k] for f in found) for k in found[0]} if found else None
     over = f" ({sources_text(sources)})" if sources else ""
     spread = f"mean ± 95% t half-width over {n} runs{over}" if n > 1 else f"one run{over}: no interval over seeds"
     if tuning:
