@@ -1,7 +1,8 @@
 """Summary tables of a run: mean and 95% interval over seeds, per forget set, setting and method.
 
 Columns follow BENCHMARKS.md: forget, retain and test accuracy, each MIA metric, the two Avg. Gaps
-to Retrain (gap-rmia, gap-mis; never mixed), and wall time (unlearning only, and as a fraction of
+to Retrain (gap-rmia, gap-mis; never mixed; a language-model run has its own audits' columns and
+gap-lm, `unlearn.experiments.lm_bench`), and wall time (unlearning only, and as a fraction of
 the retrain time). Rows: Retrain first, then the two reference rows, `retrain-floor` (a second
 retrain from another seed: the noise floor) and `original` (the untouched model: the gap of doing
 nothing), all the same model in both settings, then the methods in config order. A method that
