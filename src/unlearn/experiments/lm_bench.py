@@ -7,10 +7,11 @@ directory (config.yaml, environment.json, tuning.json, tune/runs/, runs/, summar
 
 Tuning follows the classifier bench's rules (`unlearn.experiments.tune`): every method gets the
 same number of trials, on its own forget set (the protocol's forget fraction drawn with
-`tune.forget_seed`, never an evaluation seed), on the first model seed, scored by gap-lm; the
-first trial is the protocol's values, the next two its learning rate a decade up and down, the
-rest a seeded Sobol sequence (or TPE beyond ten trials) over the method's search space
-(`lm_config.DEFAULT_LM_SPACES`). What cannot carry over: the LM audit has no validation half of
+`tune.forget_seed`, never an evaluation seed), scored by gap-lm; the first trial is the
+protocol's values, the next ones the learning rates that cover the lr range (`tune.open_study`:
+both ends first), the rest a seeded Sobol sequence (or TPE beyond ten trials) over the method's
+search space (`lm_config.DEFAULT_LM_SPACES`). Not carried over yet: the classifier stage's
+procedure 5 also tunes on a model seed of its own; this one tunes on the first evaluation seed. What cannot carry over: the LM audit has no validation half of
 a test split to score trials on; the trials are scored on the tuning forget set's own audit, its
 non-members the same audited half of the holdout entities as in the evaluation (no method sees
 them), so a trial never sees an evaluation forget set.
@@ -40,7 +41,8 @@ from unlearn.files import write_text
 from unlearn.progress import progress_bar
 
 # Bumped when the LM search changes, so a stored outcome of an older search is not reused.
-LM_TUNING_PROCEDURE = 1
+# 2: the classifier stage's procedure 5 learning rates (`tune.coverage_lrs`), which `open_study` queues.
+LM_TUNING_PROCEDURE = 2
 
 
 def lm_train_stage(plan: LMPlan, bank: ModelBank, executor, progress) -> dict[tuple, float]:
