@@ -117,7 +117,8 @@ def test_successive_removals_spend_the_budget_and_retrain_when_it_would_be_excee
         model = method.unlearn(model, digits.train.subset(np.sort(gone)), digits.train.subset(np.sort(remaining)),
                                seed=request)
         stats = method.stats_
-        assert stats["retrained"] == (spent + stats["bound_added"] > budget)
+        assert stats["newton_bound"] == spent + stats["bound_added"] + stats["newton_rounding"]
+        assert stats["retrained"] == (stats["newton_bound"] > budget)
         assert stats["bound"] <= budget and stats["certified"]
         fired.append(stats["retrained"])
         spent = stats["bound"]
@@ -153,3 +154,38 @@ def test_certified_refuses_unusable_hyperparameters_by_name(digits, linear_model
     forget, retain = digits.train.subset(digits_split.forget), digits.train.subset(digits_split.retain)
     with pytest.raises(UnlearnInputError, match=list(bad)[0]):
         methods.get("certified", **bad).unlearn(linear_model, forget, retain)
+
+
+def test_a_retrain_draws_a_new_perturbation_with_a_recorded_seed(digits, linear_model):
+    """Algorithm 2's retrain needs a fresh b, even when every call is given the same seed."""
+    model = certified.certified_fit(linear_model, digits.train, sigma=SIGMA, lam=LAM, seed=0)
+    [first] = model.spec["training"]["certified_removal"]["noise_seeds"]
+    keep = np.arange(200, len(digits.train))  # 200 removed at once: far over the budget, so a retrain
+    method = methods.get("certified", sigma=SIGMA, lam=LAM)
+    new = method.unlearn(model, digits.train.subset(np.arange(200)), digits.train.subset(keep), seed=0)
+    assert method.stats_["retrained"]
+    seeds = new.spec["training"]["certified_removal"]["noise_seeds"]
+    assert seeds[0] == first and len(seeds) == 2 and seeds[1] != first
+    head, features = certified.head_features(new, digits.train.subset(keep), "cpu")
+    X = features / new.spec["training"]["certified_removal"]["feature_scale"]
+    Y = certified.one_vs_rest(digits.train.subset(keep).y, 10)
+    stored = certified.read_head(head, new.spec["training"]["certified_removal"]["feature_scale"])
+    for seed, same in ((seeds[1], True), (first, False)):  # the recorded draw, not the original fit's b
+        b = certified.perturbation(stored.shape, SIGMA, torch.Generator().manual_seed(seed))
+        W, _ = certified.fit_perturbed(X, Y, LAM, b)
+        assert torch.allclose(stored, W, atol=1e-5) == same
+
+
+def test_the_retrain_decision_counts_the_rounding_of_the_stored_head(digits, linear_model, digits_split):
+    """A budget between the Newton bound without and with its float32 rounding must retrain."""
+    forget, retain = digits.train.subset(digits_split.forget), digits.train.subset(digits_split.retain)
+    probe = methods.get("certified", epsilon=1e6, sigma=SIGMA, lam=LAM)
+    probe.unlearn(linear_model, forget, retain, seed=3)
+    stats = probe.stats_
+    assert not stats["retrained"] and stats["newton_rounding"] > 0
+    budget = stats["newton_bound"] - stats["newton_rounding"] / 2  # the bound fits only without rounding
+    epsilon = budget * np.sqrt(2 * np.log(1.5 / 1e-4)) / SIGMA
+    method = methods.get("certified", epsilon=epsilon, sigma=SIGMA, lam=LAM)
+    method.unlearn(linear_model, forget, retain, seed=3)
+    assert method.stats_["newton_bound"] == stats["newton_bound"]
+    assert method.stats_["retrained"]  # neither "not retrained" nor "not certified" may be left

@@ -43,3 +43,31 @@ def write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def staged_path(path, suffix: str = ".tmp") -> Path:
+    """A new empty temporary file beside `path`, for a write that is placed later (`place`).
+
+    For files that must appear only once something else has committed (a model named by a ledger
+    row appears after the row does): write here, commit, then `place`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    return Path(tmp)
+
+
+def place(tmp, path, replace: bool = False) -> Path:
+    """Move the staged file `tmp` to `path`; without `replace`, never over an existing file.
+
+    The no-replace move is a hard link then an unlink: `link` fails if `path` exists, so two
+    writers racing for one name cannot overwrite each other (a rename would, silently).
+    """
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        os.link(tmp, path)
+        os.unlink(tmp)
+    return Path(path)

@@ -32,23 +32,32 @@ def relearn_split(n_forget: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[:n_relearn]), np.sort(order[n_relearn:])
 
 
+def relearned(model, relearn_set: ArrayDataset, steps: int = 10, lr: float = 0.01, seed: int = 0, device="cpu",
+              on_step=None):
+    """A copy of `model` after `steps` full-batch SGD steps on `relearn_set` (`on_step(copy)` after each)."""
+    if steps < 1:
+        raise UnlearnInputError(f"relearning needs at least one step, got {steps}")
+    student = copy.deepcopy(model).to(device)
+    # One full batch per epoch: `epochs` = steps.
+    recipe = Recipe(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=0.0, epochs=steps,
+                    batch_size=len(relearn_set), schedule="constant")
+    fit(student, [Source(relearn_set, augment=False)], recipe, seed=seed, device=device,
+        after_step=None if on_step is None else lambda: on_step(student), name="relearning attack", progress=False)
+    return student
+
+
 def relearn_curve(model, relearn_set: ArrayDataset, held_out: ArrayDataset, steps: int = 10, lr: float = 0.01,
                   seed: int = 0, device="cpu") -> list[float]:
     """Forget accuracy on `held_out` before and after each of `steps` full-batch SGD steps on `relearn_set`."""
     if steps < 1:
         raise UnlearnInputError(f"relearning needs at least one step, got {steps}")
-    student = copy.deepcopy(model).to(device)
-    curve = [accuracy(student, held_out)]
-    # One full batch per epoch: `epochs` = steps; the hook records accuracy after every step.
-    recipe = Recipe(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=0.0, epochs=steps,
-                    batch_size=len(relearn_set), schedule="constant")
+    curve = [accuracy(model, held_out)]
 
-    def record() -> None:
+    def record(student) -> None:
         curve.append(accuracy(student, held_out))
         student.train()  # accuracy() restores the mode, but be explicit: the next step trains
 
-    fit(student, [Source(relearn_set, augment=False)], recipe, seed=seed, device=device, after_step=record,
-        name="relearning attack", progress=False)
+    relearned(model, relearn_set, steps, lr, seed, device, on_step=record)
     return curve
 
 

@@ -46,20 +46,27 @@ def open_ledger(ledger: Path | None, bank: Path | None):
     return Ledger(ledger)
 
 
-def parse_indices(text: str) -> list[int]:
-    """"3,14,15" or "10-19,25": training indices, ranges inclusive."""
+def parse_indices(texts: list[str], n_train: int) -> list[int]:
+    """"3,14,15" or "10-19,25" (repeatable: every --indices is joined): training indices, ranges inclusive.
+
+    A range is checked against the training set before it is expanded, so a typo such as
+    0-20000000 is refused at once instead of filling memory."""
     out = []
-    for part in (p.strip() for p in text.split(",")):
+    for part in (p.strip() for text in texts for p in text.split(",")):
         if not part:
             continue
         try:
             if "-" in part[1:]:  # a range; a leading "-" is a (negative, refused later) index
-                low, high = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
-                out.extend(range(int(low), int(high) + 1))
+                low, high = int(part[0] + part[1:].split("-", 1)[0]), int(part[1:].split("-", 1)[1])
             else:
                 out.append(int(part))
+                continue
         except ValueError as err:
             raise UnlearnInputError(f"--indices: {part!r} is not an index or a range like 10-19") from err
+        if not 0 <= low <= high < n_train:
+            raise UnlearnInputError(f"--indices: range {part} is not within the training set "
+                                    f"(0-{n_train - 1}, low <= high)")
+        out.extend(range(low, high + 1))
     return out
 
 
@@ -86,22 +93,23 @@ def init(
 
 @requests_app.command("add")
 def add(
-    indices: str = typer.Option(None, "--indices", "-i", help="training indices, e.g. 3,14,15 or 10-19"),
+    indices: list[str] = typer.Option(None, "--indices", "-i", help="training indices, e.g. 3,14,15 or 10-19 "
+                                                                     "(repeatable: all are joined)"),
     forget_csv: Path = typer.Option(None, "--forget", "-f", help="or a CSV with an 'index' column"),
     reason: str = typer.Option(..., "--reason", help="why the samples must go (free text)"),
     requester: str = typer.Option(..., "--requester", help="who asked"),
-    timestamp: str = typer.Option(None, "--timestamp", help="when it was asked (default: now, UTC)"),
+    timestamp: str = typer.Option(None, "--timestamp", help="when it was asked, ISO 8601 (default: now, UTC)"),
     ledger: Path = LedgerOpt,
     bank: Path = BankOpt,
 ):
     """Record a deletion request; out-of-range, duplicate or already requested indices are refused."""
     from unlearn import data
 
-    if (indices is None) == (forget_csv is None):
+    if (not indices) == (forget_csv is None):
         raise UnlearnInputError("give the request's samples as exactly one of --indices or --forget")
     book = open_ledger(ledger, bank)
     n_train = book.base()["n_train"]
-    chosen = parse_indices(indices) if indices is not None else data.load_forget_csv(forget_csv, n_train).forget
+    chosen = parse_indices(indices, n_train) if indices else data.load_forget_csv(forget_csv, n_train).forget
     request = book.add_request(chosen, n_train, reason, requester, timestamp)
     console.print(f"request {request.id}: {request.indices.size} samples, entry {request.hash[:12]}")
 
@@ -115,11 +123,12 @@ def list_requests(ledger: Path = LedgerOpt, bank: Path = BankOpt):
     for request in book.requests(entries):
         applied = [e for e in entries if e.kind == "apply" and request.id in e.body["requests"]]
         certified = [e for e in entries if e.kind == "certificate" and e.body["request"] == request.id]
+        honoured = [e for e in applied if not e.body["noop"]]
         rows.append([request.id, request.timestamp, request.requester, request.indices.size, request.reason[:40],
-                     f"{len(applied)} model(s)" if applied else "pending",
-                     certified[-1].body["verdict"] if certified else ""])
+                     f"{len(honoured)} model(s)" if honoured else "pending",
+                     "; ".join(f"entry {e.seq}: {e.body['verdict']}" for e in certified)])
     console.print(table(f"requests in {book.path} (head {book.head(entries)[:12]})",
-                        ["id", "time", "requester", "samples", "reason", "applied", "last certificate"], rows))
+                        ["id", "time", "requester", "samples", "reason", "applied", "certificates"], rows))
 
 
 @requests_app.command("show")
@@ -134,17 +143,20 @@ def show(request_id: int = typer.Argument(..., help="the request's id"), ledger:
                   f"  requested by {request.requester} at {request.timestamp}: {request.reason}")
     for e in entries:
         if e.kind == "apply" and request_id in e.body["requests"]:
-            console.print(f"  applied: {e.body['method']} ({e.body['mode']}) {e.body['input_hash'][:12]} -> "
-                          f"{e.body['output_hash'][:12]} in {e.body['seconds']:.1f} s")
+            noop = " (no-op: the model did not change; honours nothing)" if e.body["noop"] else ""
+            console.print(f"  entry {e.seq}, applied: {e.body['method']} ({e.body['mode']}) "
+                          f"{e.body['input_hash'][:12]} -> {e.body['output_hash'][:12]} in {e.body['seconds']:.1f} s"
+                          f"{noop}")
         if e.kind == "certificate" and e.body["request"] == request_id:
-            console.print(f"  certificate: {e.body['verdict']} ({e.body['kind']}) for model "
+            console.print(f"  entry {e.seq}, certificate: {e.body['verdict']} ({e.body['kind']}) for model "
                           f"{e.body['model_hash'][:12]}: {e.body['path']}")
 
 
 @requests_app.command("check")
 def check(ledger: Path = LedgerOpt, bank: Path = BankOpt,
-          expect_head: str = typer.Option(None, "--expect-head", help="a head hash kept elsewhere (e.g. from a "
-                                                                        "certificate): also detects a truncated ledger")):
+          expect_head: str = typer.Option(None, "--expect-head", help="a full head hash kept elsewhere (e.g. "
+                                                                        "from a certificate): also detects a truncated "
+                                                                        "ledger")):
     """Check the hash chain: exit 2 naming the first entry edited, removed or reordered."""
     book = open_ledger(ledger, bank)
     entries = book.check(expect_head)
@@ -163,6 +175,7 @@ def apply(
     all_at_once: bool = typer.Option(False, "--all-at-once", help="one call on every pending request "
                                                                   "(default: one request at a time)"),
     no_retain: bool = typer.Option(False, "--no-retain", help="do not give the method the retain set D_R"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out (recorded in the ledger)"),
     ledger: Path = LedgerOpt,
     data_root: Path = DataRootOpt,
     seed: int = SeedOpt,
@@ -177,7 +190,7 @@ def apply(
     book = open_ledger(ledger, bank)
     steps = apply_requests(book, model, method, out, hyperparameters=parse_sets(sets), all_at_once=all_at_once,
                            with_retain=not no_retain, seed=seed, device=device, bank=ModelBank(bank),
-                           data_root=data_root)
+                           data_root=data_root, force=force)
     rows = [[", ".join(map(str, s["requests"])), s["n_forget"], s["input_hash"][:12], s["output_hash"][:12],
              s["seconds"]] for s in steps]
     console.print(table(f"{method} ({steps[0]['mode']}{', exact' if steps[0]['exact'] else ''}) -> {out}",
@@ -188,8 +201,10 @@ def apply(
 def verify(
     request_id: int = typer.Argument(..., help="the request's id"),
     model: Path = typer.Option(..., "--model", "-m", help="the model that honoured it"),
-    thresholds: list[str] = typer.Option(None, "--threshold", help="key=value: accuracy_gap, rmia_auc_gap, "
+    thresholds: list[str] = typer.Option(None, "--threshold", help="key=points: the tolerances accuracy_gap, "
                                                                    "relearn_gap, flagged_excess"),
+    n_oracles: int = typer.Option(4, "--oracles", help="models retrained from different seeds to compare with "
+                                                       "(trained once, in the bank)"),
     n_reference: int = typer.Option(4, "--n-reference", help="RMIA reference models (even; trained once, in the bank)"),
     out_dir: Path = typer.Option(None, "--out-dir", help="where to write the certificate (default: "
                                                         "certificates/ beside the ledger)"),
@@ -205,15 +220,18 @@ def verify(
 
     check_device(device)
     book = open_ledger(ledger, bank)
-    certificate = verify_request(book, request_id, model, thresholds=parse_sets(thresholds), n_reference=n_reference,
-                                 seed=seed, device=device, bank=ModelBank(bank), data_root=data_root)
+    book.check_writable()  # before the audit's minutes: its certificate must be recordable
+    certificate = verify_request(book, request_id, model, thresholds=parse_sets(thresholds), n_oracles=n_oracles,
+                                 n_reference=n_reference, seed=seed, device=device, bank=ModelBank(bank),
+                                 data_root=data_root)
     json_path, html_path = issue_certificate(book, certificate, out_dir or book.path.parent / "certificates")
     rows = [[name, c["figure"], c.get("model", c.get("count", "")), c.get("retrained", ""), c.get("gap", ""),
-             c.get("threshold", ""), {True: "pass", False: "FAIL", None: "not run"}[c["passed"]]]
+             c.get("gap_bound", ""), c.get("tolerance", ""), c.get("p_value", ""), c["result"]]
             for name, c in certificate["checks"].items()]
-    console.print(table(f"request {request_id} on model {certificate['model']['content_hash'][:12]}: "
+    console.print(table(f"request {request_id} on model {certificate['model']['identity'][:12]}: "
                         f"{certificate['verdict']} ({certificate['kind']})",
-                        ["check", "figure", "model", "retrained", "gap", "allowed", "result"], rows))
+                        ["check", "figure", "model", "retrained (mean)", "gap", "gap bound (95%)", "allowed",
+                         "p (differs)", "result"], rows))
     if "gap_to_retrained" in certificate:
         console.print(f"Avg. Gap to the retrained model on the request's samples: "
                       f"{certificate['gap_to_retrained']['gap-rmia']:.2f} (gap-rmia)")

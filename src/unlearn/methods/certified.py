@@ -29,7 +29,9 @@ seen D_F). The certificate needs a head trained with the perturbed objective, so
   a model ahead of any request.
 
 The paper assumes exact arithmetic; here the residual the fit leaves and the float32 rounding of
-the stored head are added to the bound (float64 round-off in the solves, ~1e-16 relative, is not).
+the stored head are added to the bound (float64 round-off in the solves, ~1e-16 relative, is not),
+and the decision to retrain counts them: a removal is retrained whenever the bound it would leave,
+rounding included, exceeds the budget.
 
     new = unlearn.methods.get("certified", epsilon=1, delta=1e-4).unlearn(model, forget, retain)
     new.spec["training"]["certified_removal"]   # the certificate's figures
@@ -38,8 +40,11 @@ Deviations: the paper normalises every feature vector to unit norm; a per-sample
 cannot be folded into an `nn.Linear`, so the features are divided by one constant (their largest
 norm on D when the head is fitted, bias feature included), which keeps ‖x_i‖ ≤ 1 on D and every
 subset of it. That constant, like the extractor, is not covered by the guarantee. The bias is a
-constant feature and is regularised with the weights. The seed draws b: for a real guarantee b
-must stay secret, so use an unpredictable seed.
+constant feature and is regularised with the weights. Every draw of b (the first fit, and each
+retrain) has its own seed, derived from the call's seed and the number of earlier draws and never
+one used before, so a retrain's b is fresh as Algorithm 2 requires even when every call is given
+the same seed; the seeds are recorded (`noise_seeds`). For a real guarantee b must stay secret:
+use an unpredictable seed, and keep the model file, whose record names the draws, as private as b.
 """
 
 from __future__ import annotations
@@ -174,21 +179,51 @@ def read_head(head: nn.Linear, scale: float) -> torch.Tensor:
     return W
 
 
-def store_head(head: nn.Linear, W: torch.Tensor, scale: float, X: torch.Tensor, lam: float, x_norm: float) -> float:
-    """Write W / scale into the head (float32); return how much the rounding can add to the
-    gradient residual on X: ‖∇L(W̃) − ∇L(W)‖ ≤ (‖X‖₂²/4 + λn)·‖W̃ − W‖ per class (ℓ'' ≤ 1/4)."""
+def rounded(head: nn.Linear, W: torch.Tensor, scale: float) -> torch.Tensor:
+    """W as it will be after `store_head`: each entry rounded to the head's dtype, read back in float64."""
+    d = head.in_features
+    W_stored = torch.cat([(W[:d] / scale).to(head.weight.dtype).double(),
+                          (W[d:] / scale).to(head.weight.dtype).double()]) * scale
+    return W_stored if head.bias is not None else W_stored[:d]
+
+
+def rounding_bound(head: nn.Linear, W: torch.Tensor, scale: float, n: int, lam: float, x_norm: float) -> float:
+    """How much storing W in the head's dtype can add to the gradient residual on n samples with
+    ‖X‖₂ = x_norm: ‖∇L(W̃) − ∇L(W)‖ ≤ (‖X‖₂²/4 + λn)·‖W̃ − W‖ per class (ℓ'' ≤ 1/4), summed over classes."""
+    return (x_norm**2 / 4 + lam * n) * float((rounded(head, W, scale) - W).norm(dim=0).sum())
+
+
+def store_head(head: nn.Linear, W: torch.Tensor, scale: float) -> None:
+    """Write W / scale into the head (in its dtype; `rounding_bound` says what that costs)."""
     with torch.no_grad():
         d = head.in_features
         head.weight.copy_((W[:d].T / scale).to(head.weight.dtype))
         if head.bias is not None:
             head.bias.copy_((W[d] / scale).to(head.bias.dtype))
-    rounding = (read_head(head, scale) - W).norm(dim=0).sum()
-    return (x_norm**2 / 4 + lam * len(X)) * float(rounding)
 
 
 def perturbation(shape, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """b ~ N(0, σ²I), one column per class."""
     return sigma * torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+def noise_seed(seed: int, earlier: list[int]) -> int:
+    """The seed of the next draw of b: derived from the call's seed and the number of earlier draws,
+    and never one already used, so a retrain never redraws the b of an earlier fit."""
+    import numpy as np
+
+    draw = len(earlier)
+    while True:
+        candidate = int(np.random.SeedSequence([int(seed), draw]).generate_state(1, np.uint64)[0] >> 1)
+        if candidate not in earlier:
+            return candidate
+        draw += 1
+
+
+def draw_perturbation(shape, sigma: float, seed: int, earlier: list[int]) -> tuple[torch.Tensor, int]:
+    """A fresh b ~ N(0, σ²I) and the seed it was drawn with (to be recorded)."""
+    chosen = noise_seed(seed, earlier)
+    return perturbation(shape, sigma, torch.Generator().manual_seed(chosen)), chosen
 
 
 def head_features(model: nn.Module, data: ArrayDataset, device) -> tuple[nn.Linear, torch.Tensor]:
@@ -226,7 +261,8 @@ class CertifiedRemoval(Method):
         3-vs-8 command: 1e-3).
 
     After `unlearn`, `stats_` holds ε, δ, σ, λ, the budget σε/c, the bound this removal added,
-    the accumulated bound, the certified distance ‖W⁻ − W*(D')‖ (bound / λn'), whether the head was
+    the bound the Newton step would leave (rounding of the stored head included: it decides the
+    retrain), the accumulated bound, the certified distance ‖W⁻ − W*(D')‖ (bound / λn'), whether the head was
     fitted at the start and whether a retrain fired, and what the guarantee covers.
 
     References
@@ -253,13 +289,15 @@ class CertifiedRemoval(Method):
         budget = removal_budget(params["epsilon"], params["delta"], sigma)
         head, every = head_features(model, union(retain, forget), device)
         Y = one_vs_rest(torch.cat([retain.y, forget.y]), head.out_features)
-        gen = torch.Generator().manual_seed(seed)
         record = get_record(model)
+        seeds = list((record or {}).get("noise_seeds", []))
         fitted_at_start = record is None
         if fitted_at_start:  # Algorithm 1 on D, so that the removal below is certified
             scale = float(every.norm(dim=1).max().clamp(min=1e-12))
             X = every / scale
-            W, residual = fit_perturbed(X, Y, lam, perturbation((X.shape[1], Y.shape[1]), sigma, gen))
+            b, drawn = draw_perturbation((X.shape[1], Y.shape[1]), sigma, seed, seeds)
+            seeds.append(drawn)
+            W, residual = fit_perturbed(X, Y, lam, b)
             spent = float(residual.sum())
         else:
             self._check_record(record, params, len(every))
@@ -271,18 +309,26 @@ class CertifiedRemoval(Method):
         keep_norm = spectral_norm(X_keep)
         W_new, removal_bounds = newton_removal(W, X_keep, Y_keep, X[n_keep:], Y[n_keep:], lam, keep_norm)
         added = float(removal_bounds.sum())
-        retrained = spent + added > budget
+        # Every term of the bound the stored head will carry decides, the rounding of storing it included.
+        newton_rounding = rounding = rounding_bound(head, W_new, scale, n_keep, lam, keep_norm)
+        newton_bound = spent + added + newton_rounding
+        retrained = newton_bound > budget
         if retrained:  # Algorithm 2: the budget would be exceeded; retrain on D' with a fresh b
-            W_new, residual = fit_perturbed(X_keep, Y_keep, lam, perturbation(W.shape, sigma, gen))
-            bound = float(residual.sum())
+            b, drawn = draw_perturbation(W.shape, sigma, seed, seeds)
+            seeds.append(drawn)
+            W_new, residual = fit_perturbed(X_keep, Y_keep, lam, b)
+            rounding = rounding_bound(head, W_new, scale, n_keep, lam, keep_norm)
+            bound = float(residual.sum()) + rounding
         else:
-            bound = spent + added
-        bound += store_head(head, W_new, scale, X_keep, lam, keep_norm)
+            bound = newton_bound
+        store_head(head, W_new, scale)
         previous = record or {"removals": 0, "retrains": 0}
         set_record(model, {**params, "budget": budget, "feature_scale": scale, "n_fitted": n_keep, "bound": bound,
-                           "removals": previous["removals"] + 1, "retrains": previous["retrains"] + int(retrained)})
+                           "removals": previous["removals"] + 1, "retrains": previous["retrains"] + int(retrained),
+                           "noise_seeds": seeds})
         covers_all = all(p is head.weight or p is head.bias for p in model.parameters())
-        self.stats_ = {**params, "budget": budget, "bound_added": added, "bound": bound,
+        self.stats_ = {**params, "budget": budget, "bound_added": added, "newton_rounding": newton_rounding,
+                       "newton_bound": newton_bound, "rounding": rounding, "bound": bound,
                        "certified_distance": bound / (lam * n_keep), "fitted_at_start": fitted_at_start,
                        "retrained": retrained, "certified": bound <= budget,
                        "guarantee": "whole model" if covers_all else "last layer only"}
@@ -307,9 +353,10 @@ def certified_fit(model: nn.Module, data: ArrayDataset, *, epsilon: float = 1.0,
     head, every = head_features(model, data, device)
     scale = float(every.norm(dim=1).max().clamp(min=1e-12))
     X, Y = every / scale, one_vs_rest(data.y, head.out_features)
-    gen = torch.Generator().manual_seed(seed)
-    W, residual = fit_perturbed(X, Y, params["lam"], perturbation((X.shape[1], Y.shape[1]), params["sigma"], gen))
-    bound = float(residual.sum()) + store_head(head, W, scale, X, params["lam"], spectral_norm(X))
+    b, drawn = draw_perturbation((X.shape[1], Y.shape[1]), params["sigma"], seed, [])
+    W, residual = fit_perturbed(X, Y, params["lam"], b)
+    bound = float(residual.sum()) + rounding_bound(head, W, scale, len(X), params["lam"], spectral_norm(X))
+    store_head(head, W, scale)
     set_record(model, {**params, "budget": removal_budget(epsilon, delta, sigma), "feature_scale": scale,
-                       "n_fitted": len(X), "bound": bound, "removals": 0, "retrains": 0})
+                       "n_fitted": len(X), "bound": bound, "removals": 0, "retrains": 0, "noise_seeds": [drawn]})
     return model.eval()

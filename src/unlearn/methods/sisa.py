@@ -263,23 +263,32 @@ class SISA:
                             if state is not None for name, value in state.items()})
         return tensors
 
-    def save(self, path, checkpoints: bool = False) -> Path:
+    def file_spec(self, checkpoints: bool = False) -> dict:
+        """The metadata `save` writes beside the tensors (what `load` needs to rebuild the ensemble)."""
+        return {"arch": self.estimator, "arch_args": self.arch_args_, "shards": self.shards, "slices": self.slices,
+                "aggregation": self.aggregation, "seed": self.seed, "recipe": self.recipe_.to_dict(),
+                "present": [k for k, m in enumerate(self.models_) if m is not None],
+                "n_train": int(self.indices_.size), "deletions": self.deletions_,
+                "dataset_size": int(len(self.shard_)), "checkpoints": checkpoints}
+
+    def save(self, path, checkpoints: bool = False, extra: dict | None = None, atomic: bool = True) -> Path:
         """Write the shard models (torch only) as one safetensors file, format `unlearn.sisa/1`.
 
         Without `checkpoints` a loaded ensemble predicts but cannot delete again; with them (and the
         current training indices) it can, exactly as the ensemble that was saved (`SISA.load`).
+        `extra` adds keys to the metadata (the request ledger's record); `atomic=False` writes
+        `path` in place (a staged temporary file that its caller moves).
         """
         from safetensors.torch import save_file
 
         tensors = self.tensors(checkpoints)
         path = Path(path)
-        spec = {"arch": self.estimator, "arch_args": self.arch_args_, "shards": self.shards, "slices": self.slices,
-                "aggregation": self.aggregation, "seed": self.seed, "recipe": self.recipe_.to_dict(),
-                "present": [k for k, m in enumerate(self.models_) if m is not None],
-                "n_train": int(self.indices_.size), "deletions": self.deletions_,
-                "dataset_size": int(len(self.shard_)), "checkpoints": checkpoints}
+        metadata = {"format": SISA_FORMAT, "spec": json.dumps({**self.file_spec(checkpoints), **(extra or {})})}
+        if not atomic:
+            save_file(tensors, str(path), metadata=metadata)
+            return path
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": SISA_FORMAT, "spec": json.dumps(spec)})
+            save_file(tensors, str(tmp), metadata=metadata)
         return path
 
     @classmethod

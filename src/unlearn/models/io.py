@@ -52,17 +52,29 @@ def create(arch: str, dataset, **arch_args) -> Classifier:
                       dataset.classes, arch_args)
 
 
-def save_model(model: Classifier, path, extra: dict | None = None) -> Path:
-    """Write `model` as safetensors with its spec in the metadata; atomic (temp file + rename)."""
+def save_model(model: Classifier, path, extra: dict | None = None, atomic: bool = True) -> Path:
+    """Write `model` as safetensors with its spec in the metadata; atomic (temp file + rename).
+
+    `extra` is merged into the spec's training record; `atomic=False` writes `path` in place (a
+    staged temporary file that its caller moves into place, as the request ledger does).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = dict(model.spec)
     if extra:
         spec["training"] = {**spec.get("training", {}), **extra}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "spec": json.dumps(spec)}
+    if not atomic:
+        save_file(tensors, str(path), metadata=metadata)
+        return path
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "spec": json.dumps(spec)})
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+# The parts of a spec that decide what the model computes; the rest ("training") is its history.
+BEHAVIOUR_KEYS = ("arch", "arch_args", "num_classes", "input_shape", "classes", "mean", "std")
 
 
 def read_spec(path) -> dict:

@@ -8,9 +8,10 @@ evidence, per request, that it was honoured. This layer sits above `methods`, `a
   every unlearning step (input model hash → output hash) and every certificate issued;
 - `apply_requests` (apply.py): honour the requests a model has not honoured yet, one at a time
   (AMUN's successive setting) or all at once, or exactly with SISA;
-- `verify_request` (verify.py) and `write_certificate` (certificate.py): audit one request's
-  samples against the model retrained without every honoured request, and write the verdict
-  with the thresholds that decided it, as JSON and a one-page HTML.
+- `verify_request` (verify.py, its statistics in verdict.py) and `issue_certificate`
+  (certificate.py): test one request's samples against models retrained from several seeds
+  without every honoured request, and write the verdict (consistent, not consistent or
+  inconclusive, at stated error rates) with the tolerances that decided it, as JSON and HTML.
 
     ledger = Ledger("requests.sqlite")
     init_ledger(ledger, "base.safetensors", "mnist1d")
@@ -20,6 +21,21 @@ evidence, per request, that it was honoured. This layer sits above `methods`, `a
 """
 
 from unlearn.requests.apply import apply_requests, init_ledger  # noqa: F401
-from unlearn.requests.certificate import issue_certificate, render_html, write_certificate  # noqa: F401
-from unlearn.requests.ledger import Entry, Ledger, Request, content_hash, file_content_hash  # noqa: F401
-from unlearn.requests.verify import CONSISTENT, DEFAULT_THRESHOLDS, NOT_CONSISTENT, verify_request  # noqa: F401
+from unlearn.requests.certificate import issue_certificate, render_html  # noqa: F401
+from unlearn.requests.ledger import (  # noqa: F401
+    Entry,
+    Ledger,
+    Request,
+    content_hash,
+    file_content_hash,
+    file_identity,
+    model_identity,
+)
+from unlearn.requests.verify import (  # noqa: F401
+    CONSISTENT,
+    DEFAULT_THRESHOLDS,
+    INCONCLUSIVE,
+    NOT_CONSISTENT,
+    assess,
+    verify_request,
+)

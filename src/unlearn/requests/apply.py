@@ -22,15 +22,21 @@ honoured; from an ensemble written by an earlier `apply`, its slice checkpoints 
 Each request then retrains only the shards that held its samples, from the checkpoint before the
 earliest slice that did (`unlearn.methods.sisa`). Ensembles are written with their checkpoints.
 
-Nothing is written unless everything succeeded: the output model is written atomically, then one
-ledger row per unlearning step (input hash → output hash, method, hyperparameters, seconds) is
-appended in one transaction.
+Nothing is written unless everything succeeded, and nothing is overwritten unless asked: an
+existing `out` is refused (`force=True` replaces it, and the row says so); the ledger's
+writability and `out`'s folder are checked before any work; the model is written to a temporary
+file beside `out`, one `apply` row per unlearning step (parent row, input → output identity,
+method, hyperparameters, seconds) is appended in one transaction, and only then is the file moved
+to `out`. The file names its row, which is how a later command finds the model's lineage. A step
+whose output is its input (a method that changed nothing) is recorded as a no-op: it honours no
+request.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -39,9 +45,17 @@ import torch
 
 from unlearn import data, methods, models
 from unlearn.errors import DivergenceError, UnlearnInputError
-from unlearn.requests.ledger import Ledger, Request, content_hash, file_content_hash
-
-SISA_FORMAT = "unlearn.sisa/1"
+from unlearn.files import staged_path
+from unlearn.requests.ledger import (
+    SISA_FORMAT,
+    Entry,
+    Ledger,
+    Request,
+    classifier_identity,
+    file_content_hash,
+    file_identity,
+    sisa_identity,
+)
 
 
 def jsonable(value):
@@ -95,28 +109,88 @@ def deleted_indices(requests: list[Request], n_train: int) -> np.ndarray:
     return deleted
 
 
+def check_out(out: Path, force: bool, model_path, base: dict, ledger: Ledger) -> str | None:
+    """Refuse an `out` that is an input, or exists without `force`, or cannot be written; before any work.
+
+    Returns the identity of the file `out` will replace (with `force`), or None."""
+    out = Path(out)
+    if out.resolve() in (Path(model_path).resolve(), Path(base["model_path"]), ledger.path.resolve()):
+        raise UnlearnInputError(f"--out {out} would overwrite the input model, the base model or the ledger")
+    replaced = None
+    if out.exists():
+        if not force:
+            raise UnlearnInputError(f"--out {out} already exists; give another path, or --force to replace it "
+                                    "(the ledger records the replacement)")
+        try:
+            replaced = file_identity(out)[0]
+        except UnlearnInputError:
+            replaced = "not a model file"
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UnlearnInputError(f"--out {out}: the folder {folder} is not writable")
+    return replaced
+
+
+def record_steps(ledger: Ledger, origin: Entry, steps: list[dict], out, force: bool, replaced: str | None,
+                 write) -> list[dict]:
+    """Append the steps (each naming its parent row), write the model staged, place it after the commit.
+
+    `write(path, last_row)` writes the model to the staged `path`, naming `last_row` in its metadata."""
+    out = Path(out)
+
+    def build(existing: list[Entry]) -> list[tuple[str, dict]]:
+        first = len(existing) + 1
+        rows = [{**step, "parent": origin.seq if k == 0 else first + k - 1} for k, step in enumerate(steps)]
+        rows[-1].update({"out": str(out.resolve()), "forced": bool(force), "replaced": replaced})
+        return [("apply", row) for row in rows]
+
+    def stage(written: list[Entry]):
+        try:
+            tmp = staged_path(out, suffix=".safetensors")
+        except OSError as err:
+            raise UnlearnInputError(f"--out {out}: cannot write there ({err})") from err
+        try:
+            write(tmp, written[-1])
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise UnlearnInputError(f"--out {out}: cannot write the model ({err})") from err
+            raise
+        return [(tmp, out, force)]
+
+    return [e.body for e in ledger._append(build, stage)]
+
+
+def ledger_entry(ledger: Ledger, row: Entry) -> dict:
+    """What a model file records of the row that produced it."""
+    return {"seq": row.seq, "hash": row.hash, "ledger": str(ledger.path.resolve())}
+
+
 def apply_requests(ledger: Ledger, model_path, method: str, out, *, hyperparameters: dict | None = None,
                    all_at_once: bool = False, with_retain: bool = True, seed: int = 0, device="cpu", bank=None,
-                   data_root=None) -> list[dict]:
+                   data_root=None, force: bool = False) -> list[dict]:
     """Honour every request `model_path` has not honoured yet; write the result to `out`.
 
     Returns the ledger bodies of the unlearning steps (one per request, or one for all at once).
     Raises `UnlearnInputError`, with the ledger and every model file unchanged, for a corrupt
-    ledger, a model not descending from the base, no pending request, or an unknown method.
+    ledger, a model not descending from the base (or changed since it was written), no pending
+    request, an existing `out` without `force`, a read-only ledger, or an unknown method.
     """
     from unlearn.bank import ModelBank
 
     entries = ledger.entries()
     base = ledger.base(entries)
     chosen = methods.get(method, **(hyperparameters or {}))
-    input_hash = file_content_hash(model_path)
-    honoured = set(ledger.honoured(input_hash, entries))
+    origin, input_hash = ledger.origin(model_path, entries)
+    honoured = set(ledger.honoured(origin, entries))
     requests = ledger.requests(entries)
     pending = [r for r in requests if r.id not in honoured]
     if not pending:
         raise UnlearnInputError(f"model {input_hash[:12]} has honoured every request in the ledger; nothing to apply")
-    if Path(out).resolve() in (Path(model_path).resolve(), Path(base["model_path"]), ledger.path.resolve()):
-        raise UnlearnInputError(f"--out {out} would overwrite the input model, the base model or the ledger")
+    replaced = check_out(Path(out), force, model_path, base, ledger)
+    ledger.check_writable()
     ds = load_dataset(base, data_root)
     bank = bank if bank is not None else ModelBank()
     groups = [pending] if all_at_once else [[r] for r in pending]
@@ -124,7 +198,8 @@ def apply_requests(ledger: Ledger, model_path, method: str, out, *, hyperparamet
     retain_indices = np.flatnonzero(~deleted_indices(requests, len(ds.train))).astype(np.int64)
     mode = "all-at-once" if all_at_once else "successive"
     if method == "sisa":
-        return _apply_sisa(ledger, chosen, model_path, input_hash, requests, honoured, groups, out, ds, mode, device)
+        return _apply_sisa(ledger, chosen, model_path, origin, input_hash, requests, honoured, groups, out, ds, mode,
+                           device, base, force, replaced)
 
     if file_format(model_path) == SISA_FORMAT:
         raise UnlearnInputError(f"{model_path} is a SISA ensemble; it can only be unlearned with --method sisa")
@@ -146,21 +221,25 @@ def apply_requests(ledger: Ledger, model_path, method: str, out, *, hyperparamet
         except DivergenceError as err:  # a learning rate too large for this model: the user's to change
             raise UnlearnInputError(str(err)) from err
         seconds = time.perf_counter() - start
-        output_hash = content_hash(current.state_dict())
+        output_hash = classifier_identity(current)
         steps.append(jsonable({
             "requests": [r.id for r in group], "request_hashes": [r.hash for r in group],
-            "input_hash": step_input, "output_hash": output_hash, "method": method,
-            "hyperparameters": chosen.get_params(), "mode": mode, "exact": False, "retain_given": with_retain,
-            "n_forget": int(forget_indices.size), "n_retain": int(retain_indices.size), "seed": seed + k,
-            "seconds": seconds, "stats": getattr(chosen, "stats_", None)}))
+            "input_hash": step_input, "output_hash": output_hash, "noop": output_hash == step_input,
+            "method": method, "hyperparameters": chosen.get_params(), "mode": mode, "exact": False,
+            "retain_given": with_retain, "n_forget": int(forget_indices.size), "n_retain": int(retain_indices.size),
+            "seed": seed + k, "seconds": seconds, "stats": getattr(chosen, "stats_", None)}))
         step_input = output_hash
-    record = {"ledger": str(ledger.path), "base_hash": base["model_hash"], "steps": steps}
-    models.save_model(current, out, extra={"requests": json.dumps(record)})
-    ledger.append_many([("apply", step) for step in steps])
-    return steps
+
+    def write(path, row):
+        record = {"ledger": str(ledger.path), "base_hash": base["model_hash"], "steps": steps}
+        models.save_model(current, path, atomic=False,
+                          extra={"requests": json.dumps(record), "ledger_entry": ledger_entry(ledger, row)})
+
+    return record_steps(ledger, origin, steps, out, force, replaced, write)
 
 
-def _apply_sisa(ledger, chosen, model_path, input_hash, requests, honoured, groups, out, ds, mode, device):
+def _apply_sisa(ledger, chosen, model_path, origin, input_hash, requests, honoured, groups, out, ds, mode, device,
+                base, force, replaced):
     """The exact path: retrain only the SISA shards that hold a requested sample."""
     from unlearn.methods.sisa import SISA
 
@@ -173,11 +252,10 @@ def _apply_sisa(ledger, chosen, model_path, input_hash, requests, honoured, grou
         if not hasattr(sisa, "checkpoints_"):
             raise UnlearnInputError(f"{model_path}: SISA ensemble saved without its slice checkpoints; "
                                     "it cannot delete again")
-    else:  # the base (or a descendant): an ensemble of its architecture, trained without what it forgot
-        spec = models.load_model(model_path, ds, device).spec
-        training = spec.get("training") or {}
-        sisa = SISA(spec["arch"], chosen.shards, chosen.slices, chosen.aggregation, recipe=training.get("recipe"),
-                    arch_args=spec.get("arch_args"), seed=int(training.get("seed", 0)), device=device)
+    else:  # the base (or a descendant): an ensemble of the base's architecture, recipe and seed (the
+        # ledger's record, not the file's), trained without what the model has honoured
+        sisa = SISA(base["arch"], chosen.shards, chosen.slices, chosen.aggregation, recipe=base["recipe"],
+                    arch_args=base["arch_args"], seed=int(base["seed"]), device=device)
         already = [r for r in requests if r.id in honoured]
         start = time.perf_counter()
         sisa.fit(ds, np.flatnonzero(~deleted_indices(already, len(ds.train))))
@@ -186,17 +264,20 @@ def _apply_sisa(ledger, chosen, model_path, input_hash, requests, honoured, grou
     for group in groups:
         forget_indices = np.sort(np.concatenate([r.indices for r in group]))
         cost = sisa.delete(forget_indices)
-        output_hash = content_hash(sisa.tensors(checkpoints=True))
+        output_hash = sisa_identity(sisa)
         steps.append(jsonable({
             "requests": [r.id for r in group], "request_hashes": [r.hash for r in group],
-            "input_hash": step_input, "output_hash": output_hash, "method": "sisa",
-            "hyperparameters": chosen.get_params(), "mode": mode, "exact": True, "retain_given": True,
-            "n_forget": int(forget_indices.size), "n_retain": int(sisa.indices_.size), "seed": sisa.seed,
-            "seconds": cost["seconds"] + (fitted_seconds or 0.0), "fit_seconds": fitted_seconds, "stats": cost}))
+            "input_hash": step_input, "output_hash": output_hash, "noop": output_hash == step_input,
+            "method": "sisa", "hyperparameters": chosen.get_params(), "mode": mode, "exact": True,
+            "retain_given": True, "n_forget": int(forget_indices.size), "n_retain": int(sisa.indices_.size),
+            "seed": sisa.seed, "seconds": cost["seconds"] + (fitted_seconds or 0.0), "fit_seconds": fitted_seconds,
+            "stats": cost}))
         step_input, fitted_seconds = output_hash, None
-    sisa.save(out, checkpoints=True)
-    ledger.append_many([("apply", step) for step in steps])
-    return steps
+
+    def write(path, row):
+        sisa.save(path, checkpoints=True, extra={"ledger_entry": ledger_entry(ledger, row)}, atomic=False)
+
+    return record_steps(ledger, origin, steps, out, force, replaced, write)
 
 
 def init_ledger(ledger: Ledger, model_path, dataset: str, data_root=None, device="cpu") -> dict:
