@@ -10,17 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from test_ledger import edit
 
 from unlearn import data, models, training
 from unlearn.cli import main
-from unlearn.errors import UnlearnInputError
 from unlearn.methods import base as method_registry
 from unlearn.requests import CONSISTENT, DEFAULT_THRESHOLDS, INCONCLUSIVE, NOT_CONSISTENT, Ledger, assess
 
@@ -85,79 +82,6 @@ class Lazy(method_registry.Method):
         return model
 
 
-# -- the ledger alone ---------------------------------------------------------------------------------
-
-INIT_BODY = {"model_hash": "ab" * 32, "n_train": 100, "dataset": "none", "model_path": "/nowhere",
-             "dataset_fingerprint": "none", "arch": "mlp", "arch_args": {}, "recipe": "none", "seed": 0}
-
-
-def small_ledger(path) -> Ledger:
-    ledger = Ledger(path)
-    ledger.append("init", INIT_BODY)
-    for k in range(3):
-        ledger.add_request(np.arange(10 * k, 10 * k + 5), 100, f"reason {k}", f"requester {k}")
-    return ledger
-
-
-def edit(path, sql: str, *params) -> None:
-    """Edit the SQLite file directly, around the append-only triggers, as an intruder would."""
-    db = sqlite3.connect(path)
-    with db:
-        db.execute("DROP TRIGGER IF EXISTS entries_no_update")
-        db.execute("DROP TRIGGER IF EXISTS entries_no_delete")
-        db.execute(sql, params)
-    db.close()
-
-
-def test_ledger_is_append_only_through_sql(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    db = sqlite3.connect(ledger.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("UPDATE entries SET body = '{}' WHERE seq = 2")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("DELETE FROM entries WHERE seq = 4")
-    db.close()
-    assert len(ledger.check()) == 4
-
-
-@settings(max_examples=25, deadline=None)
-@given(seq=st.integers(1, 4), column=st.sampled_from(["kind", "body", "prev_hash", "hash"]),
-       position=st.integers(0, 10_000))
-def test_any_edit_of_any_row_breaks_the_chain(tmp_path_factory, seq, column, position):
-    path = tmp_path_factory.mktemp("chain") / "l.sqlite"
-    ledger = small_ledger(path)
-    value = sqlite3.connect(path).execute(f"SELECT {column} FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
-    i = position % len(value)
-    changed = value[:i] + ("x" if value[i] != "x" else "y") + value[i + 1:]
-    edit(path, f"UPDATE entries SET {column} = ? WHERE seq = ?", changed, seq)
-    with pytest.raises(UnlearnInputError, match=f"entry {seq}"):
-        ledger.check()
-
-
-def test_removed_rows_are_detected_and_a_truncated_tail_with_a_kept_head(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    head = ledger.head()
-    shutil.copy(ledger.path, tmp_path / "m.sqlite")
-    edit(ledger.path, "DELETE FROM entries WHERE seq = 2")
-    with pytest.raises(UnlearnInputError, match="entry 3"):
-        ledger.check()
-    truncated = Ledger(tmp_path / "m.sqlite")
-    edit(truncated.path, "DELETE FROM entries WHERE seq = 4")
-    truncated.check()  # a chain alone cannot see a missing tail ...
-    with pytest.raises(UnlearnInputError, match="truncated"):
-        truncated.check(expect_head=head)  # ... a head kept elsewhere can
-
-
-def test_requests_are_validated_against_the_training_set_and_each_other(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    before = ledger.path.read_bytes()
-    for indices, message in [([5, 100], "outside the training set"), ([50, 50], "duplicate"),
-                             ([], "empty"), ([60, 12], "repeats 1 indices of request 2")]:
-        with pytest.raises(UnlearnInputError, match=message):
-            ledger.add_request(indices, 100, "r", "someone")
-    assert ledger.path.read_bytes() == before
-
-
 # -- five successive requests on mnist1d ---------------------------------------------------------------
 
 @pytest.mark.slow
@@ -176,7 +100,7 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
                             "--out", str(out), *options], capsys)
         assert code == 0, err
         code, stdout, err = run(["requests", "verify", str(k), "--model", str(out), "--n-reference", "2",
-                                 "--out-dir", str(tmp_path / "certificates"), *options], capsys)
+                                 "--oracles", "2", "--out-dir", str(tmp_path / "certificates"), *options], capsys)
         assert code == 0, err
         [json_file] = (tmp_path / "certificates").glob(f"certificate-*-request-{k}-*.json")
         certificate = json.loads(json_file.read_text())
@@ -195,7 +119,7 @@ def test_five_successive_requests_are_applied_verified_and_certified(tmp_path, d
         ledger.check(expect_head=certificate["ledger"]["head"])
     last = certificates[-1]
     assert last["verdict"] in (CONSISTENT, NOT_CONSISTENT, INCONCLUSIVE)
-    assert last["retrained"]["n_train"] == len(ds.train) - 5 * REQUEST_SIZE and last["retrained"]["seeds"] == [1, 2, 3, 4]
+    assert last["retrained"]["n_train"] == len(ds.train) - 5 * REQUEST_SIZE and last["retrained"]["seeds"] == [1, 2]
     assert 0 <= last["gap_to_retrained"]["gap-rmia"] < 100
     assert run(["requests", "check", *options], capsys)[0] == 0
 
@@ -375,84 +299,8 @@ def test_all_at_once_and_plain_amun_record_their_steps_and_retain_sets(tmp_path,
 
 # -- hardening: every defect of issue 28 reproduced ------------------------------------------------------
 
-def chain_rows(path) -> list[tuple]:
-    return sqlite3.connect(path).execute("SELECT seq, kind, body, prev_hash, hash, created FROM entries "
-                                         "ORDER BY seq").fetchall()
-
-
-def forge(path, seq: int, **changes) -> None:
-    """Rewrite row `seq` with `changes` and recompute its own hash, as a careful intruder would."""
-    from unlearn.requests.ledger import entry_hash
-
-    row = dict(zip(("seq", "kind", "body", "prev_hash", "hash", "created"), chain_rows(path)[seq - 1]))
-    row.update(changes)
-    row["hash"] = entry_hash(row["prev_hash"], seq, row["kind"], row["created"], row["body"])
-    edit(path, "UPDATE entries SET kind = ?, body = ?, hash = ?, created = ? WHERE seq = ?",
-         row["kind"], row["body"], row["hash"], row["created"], seq)
-
-
-def test_a_forged_row_with_its_own_hash_recomputed_breaks_the_next_row(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    body = json.loads(chain_rows(ledger.path)[2][2])
-    forge(ledger.path, 3, body=json.dumps({**body, "requester": "mallory"}, sort_keys=True, separators=(",", ":")))
-    with pytest.raises(UnlearnInputError, match="entry 4: does not follow entry 3"):
-        ledger.check()
-
-
-def test_a_row_whose_kind_becomes_another_valid_kind_is_caught(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    edit(ledger.path, "UPDATE entries SET kind = 'certificate' WHERE seq = 4")  # hash left as it was
-    with pytest.raises(UnlearnInputError, match=r"entry 4 \(certificate\) was changed"):
-        ledger.check()
-    other = small_ledger(tmp_path / "m.sqlite")
-    forge(other.path, 4, kind="certificate")  # the last row, its hash recomputed: no next row to break
-    with pytest.raises(UnlearnInputError, match="entry 4: malformed certificate entry"):
-        other.check()
-
-
-def test_the_time_of_a_row_is_part_of_its_hash(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    created = chain_rows(ledger.path)[1][5]
-    edit(ledger.path, "UPDATE entries SET created = ? WHERE seq = 2", created - 86400.0)
-    with pytest.raises(UnlearnInputError, match=r"entry 2 \(request\) was changed"):
-        ledger.check()
-
-
-def test_a_malformed_entry_with_a_valid_hash_is_refused_by_name(tmp_path, capsys):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    forge(ledger.path, 4, body=json.dumps({"id": 3, "reason": "r", "requester": "x", "timestamp": "2026-01-01"}))
-    code, _, err = run(["requests", "list", "--ledger", str(ledger.path)], capsys)
-    assert code == 2 and "entry 4: malformed request entry (field 'indices'" in err and len(err.splitlines()) == 1
-    for bad in ({"id": 3, "indices": [1, "2"], "reason": "r", "requester": "x", "timestamp": "t"},
-                {"id": 7, "indices": [90], "reason": "r", "requester": "x", "timestamp": "t"}):
-        forge(ledger.path, 4, body=json.dumps(bad))
-        with pytest.raises(UnlearnInputError, match="entry 4: malformed request entry"):
-            ledger.check()
-
-
-def test_expect_head_needs_the_full_head_hash(tmp_path, capsys):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    head = ledger.head()
-    ledger.check(expect_head=head)
-    ledger.check(expect_head=head.upper())
-    for prefix in ("", head[:1], head[:12], head[:-1], head + "0"):
-        code, _, err = run(["requests", "check", "--ledger", str(ledger.path), "--expect-head", prefix], capsys)
-        assert code == 2 and "full entry hash" in err, prefix
-
-
-def test_timestamps_must_be_iso_8601(tmp_path):
-    ledger = small_ledger(tmp_path / "l.sqlite")
-    for text in ("yesterday", "2026-13-01", "31/01/2026", ""):
-        with pytest.raises(UnlearnInputError, match="ISO 8601"):
-            ledger.add_request([50], 100, "r", "x", timestamp=text)
-    assert ledger.add_request([50], 100, "r", "x", timestamp="2026-01-31T12:00:00Z").timestamp == "2026-01-31T12:00:00Z"
-    assert ledger.add_request([51], 100, "r", "x", timestamp="2026-01-31").id == 5
-
-
 def test_repeated_indices_are_joined_and_ranges_checked_before_they_are_expanded(tmp_path, ds, base_file, bank,
                                                                                   capsys):
-    from unlearn.cli.requests import parse_indices
-
     options = started(tmp_path, base_file, capsys, bank)
     code, _, err = run(["requests", "add", "--indices", "1,2", "--indices", "5-7", "--reason", "r",
                         "--requester", "x", *options], capsys)
@@ -461,12 +309,6 @@ def test_repeated_indices_are_joined_and_ranges_checked_before_they_are_expanded
     code, _, err = run(["requests", "add", "--indices", "0-20000000", "--reason", "r", "--requester", "x", *options],
                        capsys)
     assert code == 2 and "range 0-20000000 is not within the training set" in err
-    # The refusal comes before expansion: a range over a huge training set is refused, not allocated.
-    with pytest.raises(UnlearnInputError, match="range 9-3"):
-        parse_indices(["9-3"], 10)
-    with pytest.raises(UnlearnInputError, match="range 0-10"):
-        parse_indices(["0-10"], 10)
-    assert parse_indices(["0-9"], 10) == list(range(10))
 
 
 class Nothing(method_registry.Method):

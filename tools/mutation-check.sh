@@ -4,6 +4,8 @@
 #   tools/mutation-check.sh                         # every core module (hours on 2 cores)
 #   tools/mutation-check.sh "unlearn.audit.gap.*"   # one module (mutant-name globs, as mutmut run)
 #   tools/mutation-check.sh --results               # the table of the last run
+#   MUTATION_ONLY="src/unlearn/requests/ledger.py" MUTATION_TESTS="tests/test_ledger.py" \
+#       tools/mutation-check.sh "unlearn.requests.ledger.*"   # one module against its own tests
 #
 # Works on a copy of the tree (tracked and new files) in $MUTATION_DIR, so the checkout never
 # sees mutants/; the copy's mutants/ keeps mutmut's results, and $MUTATION_DIR/bank the model
@@ -22,4 +24,10 @@ if [ "${1:-}" = "--results" ]; then
     exec "$python" -m mutmut results --all true
 fi
 git -C "$repo" ls-files -co --exclude-standard -z | (cd "$repo" && tar --null -T - -cf -) | tar -xf -
+# $MUTATION_ONLY / $MUTATION_TESTS (space-separated paths) narrow the copy's [tool.mutmut] to some
+# source files and the test files that run against them: one module's check without generating
+# every core module's mutants or running every core test for coverage first.
+if [ -n "${MUTATION_ONLY:-}${MUTATION_TESTS:-}" ]; then
+    "$python" tools/narrow_mutmut.py pyproject.toml
+fi
 exec "$python" -m mutmut run --max-children "${JOBS:-2}" "$@"
