@@ -443,6 +443,9 @@ def test_a_read_only_ledger_is_refused_before_any_work(tmp_path, base_file, ledg
     code, _, err = run(["requests", "apply", "--model", str(base_file), "--method", "ft",
                         "--out", str(out_dir / "m.safetensors"), *options], capsys)
     assert code == 2 and "is not writable" in err
+    code, _, err = run(["requests", "verify", "1", "--model", str(base_file), "--out-dir", str(out_dir / "c"),
+                        *options], capsys)
+    assert code == 2 and "--out-dir" in err and "is not writable" in err
 
 
 @pytest.mark.slow

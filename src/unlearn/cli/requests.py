@@ -217,14 +217,17 @@ def verify(
     """Audit one request on --model against the model retrained without every honoured request."""
     from unlearn.bank import ModelBank
     from unlearn.requests import issue_certificate, verify_request
+    from unlearn.requests.apply import check_writable_folder
 
     check_device(device)
     book = open_ledger(ledger, bank)
+    out_dir = out_dir or book.path.parent / "certificates"
     book.check_writable()  # before the audit's minutes: its certificate must be recordable
+    check_writable_folder(out_dir, f"--out-dir {out_dir}")
     certificate = verify_request(book, request_id, model, thresholds=parse_sets(thresholds), n_oracles=n_oracles,
                                  n_reference=n_reference, seed=seed, device=device, bank=ModelBank(bank),
                                  data_root=data_root)
-    json_path, html_path = issue_certificate(book, certificate, out_dir or book.path.parent / "certificates")
+    json_path, html_path = issue_certificate(book, certificate, out_dir)
     rows = [[name, c["figure"], c.get("model", c.get("count", "")), c.get("retrained", ""), c.get("gap", ""),
              c.get("gap_bound", ""), c.get("tolerance", ""), c.get("p_value", ""), c["result"]]
             for name, c in certificate["checks"].items()]

@@ -125,12 +125,17 @@ def check_out(out: Path, force: bool, model_path, base: dict, ledger: Ledger) ->
             replaced = file_identity(out)[0]
         except UnlearnInputError:
             replaced = "not a model file"
-    folder = out.parent
+    check_writable_folder(out.parent, f"--out {out}")
+    return replaced
+
+
+def check_writable_folder(folder, what: str) -> None:
+    """Refuse, before any work, a folder (or its nearest existing parent) this process cannot write in."""
+    folder = Path(folder).absolute()
     while not folder.exists():
         folder = folder.parent
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UnlearnInputError(f"--out {out}: the folder {folder} is not writable")
-    return replaced
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UnlearnInputError(f"{what}: the folder {folder} is not writable")
 
 
 def record_steps(ledger: Ledger, origin: Entry, steps: list[dict], out, force: bool, replaced: str | None,

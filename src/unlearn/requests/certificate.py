@@ -48,7 +48,7 @@ def stage_certificate(certificate: dict, out_dir, entry: int) -> tuple[list, str
 
 def _fmt(value) -> str:
     if isinstance(value, bool) or value is None:
-        return {True: "pass", False: "FAIL", None: "not run"}[value]
+        return {True: "pass", False: "FAIL", None: "none"}[value]
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e-2 and value != 0 else f"{value:.2f}"
     return html.escape(str(value))
