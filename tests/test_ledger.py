@@ -189,3 +189,51 @@ def test_index_ranges_are_checked_before_they_are_expanded():
     assert parse_indices(["1,2", "5-6", " 8 "], 10) == [1, 2, 5, 6, 8]  # repeated --indices are joined
     with pytest.raises(UnlearnInputError, match="'x' is not an index"):
         parse_indices(["1,x"], 10)
+
+
+def test_the_hashed_text_is_canonical_and_refuses_nan():
+    from unlearn.requests.ledger import canonical
+
+    assert canonical({"b": 1, "a": [2, 3]}) == canonical({"a": [2, 3], "b": 1}) == '{"a":[2,3],"b":1}'
+    with pytest.raises(ValueError):
+        canonical({"a": float("nan")})
+
+
+def step(parent: int, input_hash: str, output_hash: str, requests=(1,), noop=False, **changes) -> dict:
+    body = {"requests": list(requests), "input_hash": input_hash, "output_hash": output_hash, "parent": parent,
+            "noop": noop, "method": "ft", "mode": "successive", "exact": False, "seconds": 1.5, "hyperparameters": {}}
+    return {**body, **changes}
+
+
+def test_lineage_follows_parent_rows_and_a_no_op_honours_nothing(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    base, a, b = "ab" * 32, "cd" * 32, "ef" * 32
+    ledger.append("apply", step(1, base, a, [1]))                # entry 5: request 1 on the base
+    ledger.append("apply", step(5, a, a, [2], noop=True))        # entry 6: a no-op on request 2
+    ledger.append("apply", step(6, a, b, [3]))                   # entry 7: request 3
+    ledger.append("apply", step(1, base, b, [1, 2, 3]))          # entry 8: same output, another branch
+    entries = ledger.entries()
+    assert [s["requests"] for s in ledger.lineage(entries[6], entries)] == [[1], [2], [3]]
+    assert ledger.honoured(entries[6], entries) == [1, 3]
+    assert ledger.honoured(entries[7], entries) == [1, 2, 3]  # the row decides, not the output hash
+    assert ledger.honoured(entries[0], entries) == []
+    for bad, message in [(step(9, a, b), "parent 9 is not an earlier model"),
+                         (step(2, a, b), "parent 2 is not an earlier model"),  # a request row
+                         (step(5, base, b), "not the output of its parent entry 5"),
+                         (step(5, a, b, [4]), "names a request not recorded"),
+                         (step(5, a, b, []), "names a request not recorded"),
+                         (step(5, a, b, noop=1), "'noop' missing or of the wrong type"),
+                         (step(5, a, b, seconds=True), "'seconds' missing or of the wrong type"),
+                         (step(5, a, b, seconds=float("inf")), "not JSON compliant")]:
+        with pytest.raises((UnlearnInputError, ValueError), match=message):
+            ledger.append("apply", bad)
+    assert len(ledger.entries()) == 8  # nothing was appended
+    ledger.append("apply", step(5, a, b, seconds=2))  # an integer number of seconds is a number
+
+
+def test_booleans_are_not_integers_in_a_body(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    forge(ledger.path, 4, body=json.dumps({"id": True, "indices": [90], "reason": "r", "requester": "x",
+                                           "timestamp": "t"}))
+    with pytest.raises(UnlearnInputError, match="field 'id' missing or of the wrong type"):
+        ledger.check()
