@@ -198,6 +198,9 @@ def apply_requests(ledger: Ledger, model_path, method: str, out, *, hyperparamet
     ledger.check_writable()
     ds = load_dataset(base, data_root)
     bank = bank if bank is not None else ModelBank()
+    # Retrain's output depends on D_R alone, which already lacks every pending request: one retraining
+    # honours them all, and successive steps would hand back that same model (recorded as no-ops).
+    all_at_once = all_at_once or method == "retrain"
     groups = [pending] if all_at_once else [[r] for r in pending]
     # Every request known now (honoured or pending) is out of D_R: see the module docstring.
     retain_indices = np.flatnonzero(~deleted_indices(requests, len(ds.train))).astype(np.int64)
