@@ -222,6 +222,7 @@ def test_lineage_follows_parent_rows_and_a_no_op_honours_nothing(tmp_path):
                          (step(5, base, b), "not the output of its parent entry 5"),
                          (step(5, a, b, [4]), "names a request not recorded"),
                          (step(5, a, b, []), "names a request not recorded"),
+                         (step(5, a, b, ["1"]), "'requests' must hold integers"),
                          (step(5, a, b, noop=1), "'noop' missing or of the wrong type"),
                          (step(5, a, b, seconds=True), "'seconds' missing or of the wrong type"),
                          (step(5, a, b, seconds=float("inf")), "not JSON compliant")]:
@@ -237,3 +238,22 @@ def test_booleans_are_not_integers_in_a_body(tmp_path):
                                            "timestamp": "t"}))
     with pytest.raises(UnlearnInputError, match="field 'id' missing or of the wrong type"):
         ledger.check()
+
+
+def test_a_body_that_is_not_an_object_or_holds_an_infinite_time_is_refused(tmp_path):
+    ledger = small_ledger(tmp_path / "l.sqlite")
+    forge(ledger.path, 4, body="[1, 2]")
+    with pytest.raises(UnlearnInputError, match="entry 4: malformed request entry .its body is not an object"):
+        ledger.check()
+    other = small_ledger(tmp_path / "m.sqlite")
+    other.append("apply", step(1, "ab" * 32, "cd" * 32))
+    body = json.loads(chain_rows(other.path)[4][2])
+    forge(other.path, 5, body=json.dumps(body).replace('"seconds": 1.5', '"seconds": Infinity'))
+    with pytest.raises(UnlearnInputError, match="entry 5: malformed apply entry .seconds is not finite"):
+        other.check()
+
+
+def test_a_missing_ledger_is_named_and_not_created(tmp_path):
+    with pytest.raises(UnlearnInputError, match="no request ledger at .*missing.sqlite"):
+        Ledger(tmp_path / "missing.sqlite").check()
+    assert not (tmp_path / "missing.sqlite").exists()
