@@ -213,8 +213,9 @@ def noise_seed(seed: int, earlier: list[int]) -> int:
     import numpy as np
 
     draw = len(earlier)
-    while True:
-        candidate = int(np.random.SeedSequence([int(seed), draw]).generate_state(1, np.uint64)[0] >> 1)
+    while True:  # the first draw uses the seed itself (as before draws were counted), later ones derive theirs
+        candidate = int(seed) if draw == 0 else int(
+            np.random.SeedSequence([int(seed), draw]).generate_state(1, np.uint64)[0] >> 1)
         if candidate not in earlier:
             return candidate
         draw += 1
