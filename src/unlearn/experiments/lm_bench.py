@@ -34,7 +34,7 @@ from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, crash_reco
 from unlearn.experiments.lm_config import LMConfig, lm_search_space
 from unlearn.experiments.lm_jobs import LMPlan, lm_run_job, lm_train_job, model_entities, resolve_lm
 from unlearn.experiments.provenance import environment
-from unlearn.experiments.stages import BenchResult
+from unlearn.experiments.stages import BenchResult, execute_jobs
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
 from unlearn.files import write_text
@@ -93,17 +93,7 @@ def lm_run_stage(jobs: list[RunJob], plan: LMPlan, seconds: dict[tuple, float], 
                        "reference": None if oracle else references[unit],
                        "retrain_seconds": seconds[(ORACLE, job.split_key, job.model_seed)],
                        "bank_root": str(bank.root), "device": plan.config.device})
-    with progress_bar(progress) as bar:
-        task = bar.add_task(title, total=len(todo))
-        for index, out in executor.map(lm_run_job, kwargs):
-            if isinstance(out, BaseException):
-                result.crashed.append(crash_record(todo[index], out))
-            else:
-                store.put(out)
-                done.append(out)
-                result.executed += 1
-            bar.advance(task)
-    return done
+    return done + execute_jobs(lm_run_job, todo, kwargs, store, executor, result, progress, title)
 
 
 def _references(records) -> dict[tuple, dict]:

@@ -106,9 +106,18 @@ def run_stage(jobs, plan: Plan, models, references, bank: ModelBank, store: Resu
             "reference": None if oracle else references[(job.forget, job.forget_seed, job.model_seed)],
             "retrain_seconds": models[(ORACLE, job.split_key, job.model_seed)][1], "bank_root": str(bank.root),
             "device": plan.config.device})
+    return done + execute_jobs(run_job, todo, kwargs, store, executor, result, progress, title)
+
+
+def execute_jobs(job_fn, todo, kwargs, store: ResultStore, executor, result: BenchResult, progress,
+                 title: str) -> list[dict[str, Any]]:
+    """Run `job_fn` over `kwargs` (one per job of `todo`) through the executor, storing each record
+    as it arrives so an interrupted run resumes; a crash is recorded against its job. Classifier
+    and LM stages share it."""
+    done = []
     with progress_bar(progress) as bar:
         task = bar.add_task(title, total=len(todo))
-        for index, out in executor.map(run_job, kwargs):
+        for index, out in executor.map(job_fn, kwargs):
             if isinstance(out, BaseException):
                 result.crashed.append(crash_record(todo[index], out))
             else:
