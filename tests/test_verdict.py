@@ -31,6 +31,19 @@ def test_equal_probabilities_give_the_binomial_and_the_predictive_uses_jeffreys_
     assert verdict.predictive(oracles).tolist() == [4.5 / 5, 0.5 / 5, 1.5 / 5]
 
 
+@pytest.mark.parametrize("count", [0, 3, 9, 20])
+def test_the_p_value_is_the_binomial_tail_on_each_side(count):
+    # Three of four oracles give a one on every sample, so every sample's predictive probability is
+    # the same (Jeffreys: (3 + 0.5) / (4 + 1)) and the count is binomial: both tails are closed forms.
+    n, oracles = 20, np.array([[1] * 3 + [0] * 5] * 20).T[:4]
+    rate = (oracles[:, 0].sum() + 0.5) / (len(oracles) + 1)
+    model = np.array([1] * count + [0] * (n - count))
+    upper, lower = scipy_stats.binom.sf(count - 1, n, rate), scipy_stats.binom.cdf(count, n, rate)
+    assert verdict.differs_p_value(model, oracles, GREATER) == pytest.approx(min(1.0, upper), rel=1e-9)
+    assert verdict.differs_p_value(model, oracles, TWO_SIDED) == pytest.approx(min(1.0, 2 * min(upper, lower)),
+                                                                               rel=1e-9)
+
+
 def test_the_gap_bound_is_a_paired_t_bound_and_undefined_for_one_sample():
     model = np.array([1, 1, 0, 1, 0, 1])
     oracles = np.array([[1, 0, 0, 1, 0, 0], [0, 1, 0, 1, 1, 0]])
