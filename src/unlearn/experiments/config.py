@@ -211,7 +211,26 @@ class TuneSpec(_Strict):
         return value
 
 
-class Config(_Strict):
+class _ProtocolChecks(_Strict):
+    """What every protocol, classifier or LM, must satisfy: distinct forget-set names, and model
+    seeds close enough that the retrain-floor seeds (seed + FLOOR_SEED_OFFSET) meet none of them."""
+
+    @model_validator(mode="after")
+    def _unique_forget_labels(self):
+        labels = [f.label for f in self.forget]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"forget sets need distinct names, got {labels}")
+        return self
+
+    @model_validator(mode="after")
+    def _floor_seeds_apart(self):
+        if "retrain-floor" in self.reference_rows and max(self.seeds) - min(self.seeds) >= FLOOR_SEED_OFFSET:
+            raise ValueError(f"seeds: the retrain-floor row retrains with model seed + {FLOOR_SEED_OFFSET}, so "
+                             f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")
+        return self
+
+
+class Config(_ProtocolChecks):
     name: str
     dataset: str
     data_root: str | None = None
@@ -264,20 +283,6 @@ class Config(_Strict):
         if value not in known and not value.startswith("imagefolder:"):
             raise ValueError(f"unknown dataset {value!r}; known: {', '.join(available())}")
         return value
-
-    @model_validator(mode="after")
-    def _unique_forget_labels(self):
-        labels = [f.label for f in self.forget]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"forget sets need distinct names, got {labels}")
-        return self
-
-    @model_validator(mode="after")
-    def _floor_seeds_apart(self):
-        if "retrain-floor" in self.reference_rows and max(self.seeds) - min(self.seeds) >= FLOOR_SEED_OFFSET:
-            raise ValueError(f"seeds: the retrain-floor row retrains with model seed + {FLOOR_SEED_OFFSET}, so "
-                             f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")
-        return self
 
     @model_validator(mode="after")
     def _paired_draws_line_up(self):

@@ -18,10 +18,10 @@ import json
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from unlearn.errors import UnlearnInputError
-from unlearn.experiments.config import FLOOR_SEED_OFFSET, _validated, _where
+from unlearn.experiments.config import _ProtocolChecks, _Strict, _validated, _where
 
 # TOFU tunes the learning rate and epochs of every method; OpenUnlearning also sweeps NPO's and
 # SimNPO's β and the retain weight α. The lr range spans 1e-5 (TOFU's Llama value) to 1e-2, five
@@ -40,10 +40,6 @@ DEFAULT_LM_SPACES: dict[str, dict[str, Any]] = {
     "sg": {"lr": LM_LR, "epochs": LM_EPOCHS, "alpha": [0, 0.1, 0.5, 1, 2, 5]},  # SG's α grid, shortened
     "amun": {"lr": LM_LR, "epochs": LM_EPOCHS, "with_forget": [True, False]},
 }
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LMForgetSpec(_Strict):
@@ -82,7 +78,7 @@ class LMTuneSpec(_Strict):
     space: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class LMConfig(_Strict):
+class LMConfig(_ProtocolChecks):
     name: str
     corpus: str
     corpus_seed: int = 0
@@ -120,20 +116,6 @@ class LMConfig(_Strict):
         except TypeError as err:
             raise ValueError(f"not a field of LMRecipe ({err})") from None
         return value
-
-    @model_validator(mode="after")
-    def _unique_forget_labels(self):
-        labels = [f.label for f in self.forget]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"forget sets need distinct names, got {labels}")
-        return self
-
-    @model_validator(mode="after")
-    def _floor_seeds_apart(self):
-        if "retrain-floor" in self.reference_rows and max(self.seeds) - min(self.seeds) >= FLOOR_SEED_OFFSET:
-            raise ValueError(f"seeds: the retrain-floor row retrains with model seed + {FLOOR_SEED_OFFSET}, so "
-                             f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")
-        return self
 
     @model_validator(mode="after")
     def _tuning_is_separate(self):

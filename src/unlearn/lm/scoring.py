@@ -60,6 +60,19 @@ def encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str],
     return {"input_ids": input_ids, "attention_mask": mask, "labels": label_ids}
 
 
+def encode_texts(tokenizer, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask of plain texts, right-padded, no special tokens: what the
+    activation readers (probes, ROME's key statistics) feed the model."""
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
 def token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p of each label token, mask of scored positions), both [B, T-1]; differentiable.
 

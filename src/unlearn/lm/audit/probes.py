@@ -34,7 +34,7 @@ from unlearn.errors import UnlearnInputError
 from unlearn.lm.audit.answers import EXTRA_ANSWER_TOKENS, answer_set, normalise
 from unlearn.lm.audit.generate import context_length, eval_mode
 from unlearn.lm.examples import LMExample
-from unlearn.lm.scoring import completion_logprob, pad_id
+from unlearn.lm.scoring import completion_logprob, encode_texts
 
 PROBES = ("paraphrase", "few_shot", "ranking", "probe")
 
@@ -102,16 +102,11 @@ def last_token_states(model, tokenizer, prompts: Sequence[str], batch_size: int 
     out = []
     with eval_mode(model):
         for start in range(0, len(prompts), batch_size):
-            rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, r in enumerate(rows):
-                ids[i, :len(r)] = torch.tensor(r)
-                mask[i, :len(r)] = 1
+            batch = encode_texts(tokenizer, prompts[start:start + batch_size])
+            ids, mask = batch["input_ids"], batch["attention_mask"]
             hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
-            last = torch.tensor([len(r) - 1 for r in rows], device=device)
-            rows_index = torch.arange(len(rows), device=device)
+            last = (mask.sum(dim=1) - 1).to(device)
+            rows_index = torch.arange(len(ids), device=device)
             out.append(torch.stack([h[rows_index, last] for h in hidden[1:]]).float().cpu())
     return torch.cat(out, dim=1).numpy()
 

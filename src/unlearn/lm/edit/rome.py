@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from unlearn.lm.edit.request import EditRequest, mlp_projection
-from unlearn.lm.scoring import encode_pairs, pad_id
+from unlearn.lm.scoring import encode_pairs, encode_texts
 
 ROME_DEPTH = 17 / 48  # the paper's edited layer of GPT-2 XL, as a share of the depth
 
@@ -162,13 +162,8 @@ def key_second_moment(model, tokenizer, texts: Sequence[str], layer: int, batch_
     handle = proj.register_forward_pre_hook(lambda m, inputs: captured.append(inputs[0]))
     try:
         for start in range(0, len(texts), batch_size):
-            rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[start:start + batch_size]]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, r in enumerate(rows):
-                ids[i, :len(r)] = torch.tensor(r)
-                mask[i, :len(r)] = 1
+            batch = encode_texts(tokenizer, texts[start:start + batch_size])
+            ids, mask = batch["input_ids"], batch["attention_mask"]
             captured.clear()
             model(input_ids=ids.to(_device(model)), attention_mask=mask.to(_device(model)))
             keys = captured[0][mask.bool().to(captured[0].device)].double().cpu()
