@@ -123,17 +123,10 @@ def lm_tuning_protocol(config: LMConfig, methods: list[str]) -> LMConfig:
 
 def lm_protocol_point(config: LMConfig, method: str, space: dict[str, Any]) -> dict[str, Any] | None:
     """The protocol's values of the searched hyperparameters, when each lies in the space."""
+    from unlearn.experiments.tune import point_in_space
     from unlearn.lm import methods as registry
 
-    values = {**registry.get_class(method).hyperparameters(), **config.hparams(method)}
-    point = {k: values[k] for k in space}
-
-    def inside(value, spec) -> bool:
-        if isinstance(spec, list):
-            return value in spec
-        return isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
-
-    return point if all(inside(point[k], spec) for k, spec in space.items()) else None
+    return point_in_space({**registry.get_class(method).hyperparameters(), **config.hparams(method)}, space)
 
 
 def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor, progress) -> dict[str, Any]:

@@ -325,7 +325,11 @@ def protocol_point(config: Config, method: str, space: dict[str, Any]) -> dict[s
     others), when every one lies in the search space; else None."""
     from unlearn import methods as registry
 
-    values = {**registry.get_class(method).hyperparameters(), **config.hparams(method)}
+    return point_in_space({**registry.get_class(method).hyperparameters(), **config.hparams(method)}, space)
+
+
+def point_in_space(values: dict[str, Any], space: dict[str, Any]) -> dict[str, Any] | None:
+    """`values` restricted to the searched keys, when each lies in its range or choices; else None."""
     point = {k: values[k] for k in space}
 
     def inside(value, spec) -> bool:
