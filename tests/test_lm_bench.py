@@ -63,6 +63,52 @@ def test_an_lm_protocol_runs_through_bench_with_reference_rows_tuning_and_verdic
     assert again.executed == 0 and again.trained == 0
 
 
+def _tuning_inputs(protocol: dict) -> list[tuple]:
+    """Everything a tuning trial's score depends on, per trial job: the job's identity (method,
+    forget set, seeds), its split (forget, neighbour, retain and non-member entities) and the
+    entities given to the method as non-members."""
+    from unlearn.experiments.lm_bench import lm_tuning_protocol
+    from unlearn.experiments.lm_jobs import resolve_lm
+
+    config = parse_config(yaml.safe_dump(protocol), source="lm")
+    plan = resolve_lm(lm_tuning_protocol(config, ["ga"]), tuning=True)
+    return [(job.method, job.forget, job.forget_seed, job.model_seed, plan.splits[job.split_key], plan.given)
+            for job in plan.oracle + plan.runs]
+
+
+@pytest.mark.parametrize("evaluation", [
+    {"seeds": [1, 2]},
+    {"forget": [{"fraction": 0.2, "seeds": [5, 6]}]},
+    {"seeds": [3], "forget": [{"fraction": 0.2, "seeds": [7]}]},
+])
+def test_lm_tuning_is_apart_from_evaluation(evaluation):
+    """Procedure 5 for language models: changing the evaluation's model seeds or forget draws
+    changes nothing a tuning trial depends on; the tuning original is a seed of its own, its
+    forget set meets no evaluation forget set, its non-members none of the evaluation's."""
+    from unlearn.experiments.lm_jobs import resolve_lm
+
+    base = tiny_protocol(forget=[{"fraction": 0.2, "seeds": [0, 1]}])
+    assert _tuning_inputs(base) == _tuning_inputs({**base, **evaluation})
+    for protocol in (base, {**base, **evaluation}):
+        config = parse_config(yaml.safe_dump(protocol), source="lm")
+        tuning_jobs = _tuning_inputs(protocol)
+        assert {job[3] for job in tuning_jobs} == {config.tune.model_seed}
+        assert config.tune.model_seed not in config.seeds
+        tuning_split = tuning_jobs[0][4]
+        evaluation_plan = resolve_lm(config)
+        for split in evaluation_plan.splits.values():
+            assert not set(split.forget) & set(tuning_split.forget)
+            assert not set(split.holdout) & set(tuning_split.holdout)
+            assert not set(evaluation_plan.given) & set(tuning_split.holdout)
+
+
+def test_lm_tuning_refuses_an_evaluation_model_seed():
+    with pytest.raises(UnlearnInputError, match="tune.model_seed 0 is a model seed"):
+        parse_config(yaml.safe_dump(tiny_protocol(tune={"trials": 1, "model_seed": 0})), source="lm")
+    with pytest.raises(UnlearnInputError, match="tune.model_seed 1000 is a model seed"):
+        parse_config(yaml.safe_dump(tiny_protocol(tune={"trials": 1, "model_seed": 1000})), source="lm")
+
+
 def test_each_family_refuses_the_others_methods():
     with pytest.raises(UnlearnInputError, match="methods.salun: 'salun' is a classifier method"):
         parse_config(yaml.safe_dump(tiny_protocol(methods={"retrain": None, "salun": {}})), source="lm")
@@ -140,3 +186,16 @@ def test_lm_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_model, tmp_
     code, _, err = run(["lm", "forget", str(model), *args, "--out", str(out)], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_lm_paired_draws_pair_each_model_seed_with_its_forget_seed():
+    from unlearn.experiments.lm_jobs import resolve_lm
+
+    paired = tiny_protocol(seeds=[0, 1], draws="paired", forget=[{"fraction": 0.2, "seeds": [3, 4]}])
+    plan = resolve_lm(parse_config(yaml.safe_dump(paired), source="lm"))
+    assert plan.retrains() == [(("forget20", 3), 0), (("forget20", 4), 1)]
+    assert [(j.forget_seed, j.model_seed, j.run_seed) for j in plan.runs if j.method == "ga"] == [(3, 0, 0), (4, 1, 1)]
+    crossed = resolve_lm(parse_config(yaml.safe_dump({**paired, "draws": "crossed"}), source="lm"))
+    assert len(crossed.retrains()) == 4
+    with pytest.raises(UnlearnInputError, match="one seed per model seed"):
+        parse_config(yaml.safe_dump({**paired, "forget": [{"fraction": 0.2, "seeds": [3]}]}), source="lm")

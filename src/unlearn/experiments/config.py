@@ -229,6 +229,23 @@ class _ProtocolChecks(_Strict):
                              f"model seeds must lie within {FLOOR_SEED_OFFSET} of each other")
         return self
 
+    @model_validator(mode="after")
+    def _paired_draws_line_up(self):
+        if self.draws == "paired":
+            for spec in self.forget:
+                if spec.kind == "random" and len(spec.seeds) != len(self.seeds):
+                    raise ValueError(f"draws: paired: forget set {spec.label} needs one seed per model seed "
+                                     f"({len(self.seeds)}), got {spec.seeds}")
+        return self
+
+    def _tuning_model_seed_apart(self) -> None:
+        """Tuning trains an original of its own (procedure 5): `tune.model_seed` is neither an
+        evaluation model seed nor the retrain-floor seed of one."""
+        seed = self.tune.model_seed
+        if seed in self.seeds or seed - FLOOR_SEED_OFFSET in self.seeds:
+            raise ValueError(f"tune.model_seed {seed} is a model seed (or retrain-floor seed) of the "
+                             f"evaluation; tuning needs an original model of its own")
+
 
 class Config(_ProtocolChecks):
     name: str
@@ -285,21 +302,10 @@ class Config(_ProtocolChecks):
         return value
 
     @model_validator(mode="after")
-    def _paired_draws_line_up(self):
-        if self.draws == "paired":
-            for spec in self.forget:
-                if spec.kind == "random" and len(spec.seeds) != len(self.seeds):
-                    raise ValueError(f"draws: paired: forget set {spec.label} needs one seed per model seed "
-                                     f"({len(self.seeds)}), got {spec.seeds}")
-        return self
-
-    @model_validator(mode="after")
     def _tuning_is_separate(self):
         if not self.tune.trials:
             return self
-        if self.tune.model_seed in self.seeds or self.tune.model_seed - FLOOR_SEED_OFFSET in self.seeds:
-            raise ValueError(f"tune.model_seed {self.tune.model_seed} is a model seed (or retrain-floor seed) of the "
-                             f"evaluation; tuning needs an original model of its own")
+        self._tuning_model_seed_apart()
         fractions = [s.fraction for s in self.forget if s.fraction is not None]
         for spec in self.forget:
             if spec.fraction is not None and spec.fraction + max(fractions) > 1 + 1e-9:

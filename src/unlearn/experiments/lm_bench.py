@@ -10,11 +10,12 @@ same number of trials, on its own forget set (the protocol's forget fraction dra
 `tune.forget_seed`, never an evaluation seed), scored by gap-lm; the first trial is the
 protocol's values, the next ones the learning rates that cover the lr range (`tune.open_study`:
 both ends first), the rest a seeded Sobol sequence (or TPE beyond ten trials) over the method's
-search space (`lm_config.DEFAULT_LM_SPACES`). Not carried over yet: the classifier stage's
-procedure 5 also tunes on a model seed of its own; this one tunes on the first evaluation seed. What cannot carry over: the LM audit has no validation half of
-a test split to score trials on; the trials are scored on the tuning forget set's own audit, its
-non-members the same audited half of the holdout entities as in the evaluation (no method sees
-them), so a trial never sees an evaluation forget set.
+search space (`lm_config.DEFAULT_LM_SPACES`). As the classifier stage's procedure 5, nothing a
+trial's score depends on is part of the evaluation: the trials run on an original of their own
+(`tune.model_seed`), on forget sets no evaluation forget set meets, and the tuning audit's
+non-members are a part of the holdout entities that neither the evaluation audit nor any method
+sees (`lm_jobs.holdout_parts`). The retain entities are shared, as the classifier stage shares
+its training set: they are what every model trains on.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from unlearn.progress import progress_bar
 
 # Bumped when the LM search changes, so a stored outcome of an older search is not reused.
 # 2: the classifier stage's procedure 5 learning rates (`tune.coverage_lrs`), which `open_study` queues.
-LM_TUNING_PROCEDURE = 2
+LM_TUNING_PROCEDURE = 3
 
 
 def lm_train_stage(plan: LMPlan, bank: ModelBank, executor, progress) -> dict[tuple, float]:
@@ -116,7 +117,7 @@ def _evaluate(plan: LMPlan, bank, store, executor, result, progress, prefix: str
 
 def lm_tuning_protocol(config: LMConfig, methods: list[str]) -> LMConfig:
     forget = [spec.model_copy(update={"seeds": [config.tune.forget_seed]}) for spec in config.forget]
-    return config.model_copy(update={"forget": forget, "seeds": [config.seeds[0]], "runs": 1,
+    return config.model_copy(update={"forget": forget, "seeds": [config.tune.model_seed], "runs": 1,
                                      "methods": {m: config.methods[m] for m in methods}, "reference_rows": [],
                                      "tune": config.tune.model_copy(update={"trials": 0})})
 
@@ -150,7 +151,7 @@ def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor,
     # What the outcome depends on: not the evaluation seeds, rows or name (adding a seed keeps the tuning).
     blob = {"corpus": [config.corpus, config.corpus_seed], "recipe": config.lm_recipe.to_dict(),
             "forget": [[f.label, f.fraction] for f in config.forget], "audit": config.audit.model_dump(),
-            "tune": config.tune.model_dump(), "seed": config.seeds[0], "settings": list(config.settings),
+            "tune": config.tune.model_dump(), "settings": list(config.settings),
             "methods": {m: config.hparams(m) for m in methods}, "procedure": LM_TUNING_PROCEDURE,
             "spaces": {m: lm_search_space(config, m) for m in methods}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -158,7 +159,7 @@ def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor,
     if stored is not None and stored.get("digest") == digest:
         return stored
     tuning = lm_tuning_protocol(config, methods)
-    plan = resolve_lm(tuning)
+    plan = resolve_lm(tuning, tuning=True)
     store = ResultStore(run_dir / "tune")
     scratch = BenchResult(run_dir, plan, [])
     seconds = lm_train_stage(plan, bank, executor, progress)
@@ -209,8 +210,8 @@ def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor,
     outcome = {"digest": digest, "objective": config.tune_objective, "trials": config.tune.trials,
                "repeats": config.tune.repeats, "sampler": sampler_name(config.tune.trials),
                "forget_seed": config.tune.forget_seed, "model_seed": model_seed,
-               "scored_on": "the tuning forget set's audit (its own forget entities; the audited half of the "
-                            "holdout entities as non-members)",
+               "scored_on": "the tuning forget set's audit on the tuning original (its own forget entities; "
+                            "the tuning part of the holdout entities as non-members)",
                "studies": [_best(config, study) for study in studies]}
     write_text(run_dir / TUNING_FILE, json.dumps(outcome, indent=1, default=str))
     return outcome

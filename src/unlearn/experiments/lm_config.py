@@ -48,6 +48,7 @@ class LMForgetSpec(_Strict):
     name: str | None = None
     fraction: float
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    kind: ClassVar[str] = "random"  # every LM forget set is a random draw of entities (`jobs.draw_units`)
 
     @field_validator("fraction")
     @classmethod
@@ -70,10 +71,12 @@ class LMAuditSpec(_Strict):
 
 
 class LMTuneSpec(_Strict):
-    """As `config.TuneSpec`, scored with gap-lm: `trials` per method, on the forget set drawn with `forget_seed`."""
+    """As `config.TuneSpec`, scored with gap-lm: `trials` per method, on an original of its own
+    (`model_seed`) and on forget sets drawn with `forget_seed` that no evaluation forget set meets."""
 
     trials: int = Field(8, ge=0)
     forget_seed: int = 1000
+    model_seed: int = 100
     repeats: int = Field(1, ge=1)
     space: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -86,6 +89,7 @@ class LMConfig(_ProtocolChecks):
     recipe: dict[str, Any] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     runs: int = Field(1, ge=1)
+    draws: Literal["crossed", "paired"] = "crossed"  # as a classifier protocol's (`config.Config.draws`)
     forget: list[LMForgetSpec] = Field(min_length=1)
     settings: list[Literal["with_retain", "without_retain"]] = Field(default_factory=lambda: ["with_retain"],
                                                                        min_length=1)
@@ -119,10 +123,19 @@ class LMConfig(_ProtocolChecks):
 
     @model_validator(mode="after")
     def _tuning_is_separate(self):
+        if not self.tune.trials:
+            return self
+        self._tuning_model_seed_apart()
         for spec in self.forget:
-            if self.tune.trials and self.tune.forget_seed in spec.seeds:
+            if self.tune.forget_seed in spec.seeds:
                 raise ValueError(f"tune.forget_seed {self.tune.forget_seed} is an evaluation seed of forget set "
                                  f"{spec.label}; tuning needs a forget set of its own")
+        largest = max(spec.fraction for spec in self.forget)
+        for spec in self.forget:
+            if spec.fraction + largest > 1:
+                raise ValueError(f"tune: forget set {spec.label} ({spec.fraction:.0%}) cannot be drawn outside the "
+                                 f"largest tuning forget set ({largest:.0%}); tune on at most half of the "
+                                 f"entities or set tune.trials: 0")
         return self
 
     kind: ClassVar[str] = "lm"

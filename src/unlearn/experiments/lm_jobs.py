@@ -9,10 +9,15 @@ What differs from a classifier job:
 - Models never cross a process boundary: every job takes its models from the model bank by key
   (`unlearn.lm.models.bank_lm`: corpus digest, entity set, recipe, seed), where the training
   stage put them. So a Ray task receives a few ids and a corpus name, never weights.
-- The holdout entities (never trained on by any model) are split in two fixed halves: one given
-  to the methods as known non-members (SG's auditor, `holdout=`), the other the non-members of
-  the audit's Min-K%++ attack, so no method is scored on the non-members it trained against (the
-  classifier bench does the same with the two halves of the test split).
+- The holdout entities (never trained on by any model) are split in three fixed parts: one given
+  to the methods as known non-members (SG's auditor, `holdout=`), one the non-members of the
+  evaluation audit's Min-K%++ attack, one those of the tuning audit. No method is scored on the
+  non-members it trained against, and no tuning score depends on an evaluation non-member (the
+  classifier bench does the same with the test split's halves and its validation half).
+- Tuning (procedure 5, as classifiers): its forget sets are prefixes of one permutation of the
+  trainable entities drawn with `tune.forget_seed`, and its models have `tune.model_seed`; the
+  evaluation forget sets are drawn outside the largest tuning set, so changing them changes no
+  tuning score.
 - The audit is `unlearn.lm.audit.evaluate_lm` against the oracle's report; its gap is gap-lm.
 - A method unlearns from the forget entities' trained questions (TOFU's forget set: QA pairs),
   with the retained entities' trained questions as D_R in the `with_retain` setting.
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from unlearn.errors import DivergenceError, UnlearnInputError
-from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, floor_seed
+from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, draw_units, floor_seed
 from unlearn.experiments.lm_config import LMConfig
 from unlearn.experiments.provenance import record_environment
 
@@ -48,12 +53,13 @@ class LMPlan:
     oracle: list[RunJob]
     runs: list[RunJob]
     not_applicable: list[RunJob]
+    units: list[tuple[tuple[str, int], int]]  # ((forget label, forget seed), model seed) of every draw
 
     def originals(self) -> list[int]:
         return list(self.config.seeds)
 
     def retrains(self) -> list[tuple[tuple[str, int], int]]:
-        return [(key, seed) for key in self.splits for seed in self.config.seeds]
+        return list(self.units)
 
     def floors(self) -> list[tuple[tuple[str, int], int]]:
         return self.retrains() if FLOOR in self.config.reference_rows else []
@@ -71,13 +77,25 @@ def corpus_of(name: str, seed: int = 0):
     return _CORPORA[(name, seed)]
 
 
-def holdout_halves(corpus) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(given to methods, audited as non-members): the corpus's fixed holdout entities, alternately."""
+def holdout_parts(corpus) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(given to methods, evaluation non-members, tuning non-members): the corpus's fixed holdout
+    entities, dealt in turn."""
     ids = sorted(corpus.holdout)
-    if len(ids) < 2:
-        raise UnlearnInputError(f"corpus {corpus.name!r} has {len(ids)} holdout entities; a bench needs at least 2 "
-                                f"(half for the methods, half for the audit)")
-    return tuple(ids[0::2]), tuple(ids[1::2])
+    if len(ids) < 3:
+        raise UnlearnInputError(f"corpus {corpus.name!r} has {len(ids)} holdout entities; a bench needs at least 3 "
+                                f"(for the methods, the evaluation audit and the tuning audit)")
+    return tuple(ids[0::3]), tuple(ids[1::3]), tuple(ids[2::3])
+
+
+def tuning_forget_ids(config: LMConfig, corpus) -> dict[str, tuple[str, ...]]:
+    """The tuning forget set of each forget family, by label: prefixes of one permutation of the
+    trainable entities drawn with `tune.forget_seed`, so they nest (the largest holds them all)."""
+    from unlearn.lm.corpus import forget_count
+
+    trainable = corpus.trainable
+    order = np.random.default_rng([config.tune.forget_seed, len(trainable)]).permutation(len(trainable))
+    return {spec.label: tuple(sorted(trainable[i] for i in order[:forget_count(corpus, spec.fraction)]))
+            for spec in config.forget}
 
 
 def lm_context_digest(config: LMConfig, corpus) -> str:
@@ -86,39 +104,50 @@ def lm_context_digest(config: LMConfig, corpus) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resolve_lm(config: LMConfig, tuned: dict[tuple[str, str, str], dict] | None = None) -> LMPlan:
-    """Every job of an LM protocol, the oracle first, then the reference rows and the methods."""
+def resolve_lm(config: LMConfig, tuned: dict[tuple[str, str, str], dict] | None = None, *,
+               tuning: bool = False) -> LMPlan:
+    """Every job of an LM protocol, the oracle first, then the reference rows and the methods.
+
+    `tuning`: `config` is a tuning protocol (`lm_bench.lm_tuning_protocol`): its forget sets are
+    the tuning sets (`tuning_forget_ids`) and its audit's non-members the tuning part of the holdout.
+    Otherwise the forget sets are drawn outside the tuning sets whenever the protocol tunes."""
     from unlearn.lm import corpus as lm_corpus
     from unlearn.lm import methods
 
     corpus = corpus_of(config.corpus, config.corpus_seed)
-    given, audited = holdout_halves(corpus)
+    given, evaluated, tuned_on = holdout_parts(corpus)
+    reserved = tuning_forget_ids(config, corpus) if tuning or config.tune.trials else {}
+    largest = max(reserved.values(), key=len, default=())
     splits = {}
     for spec in config.forget:
         for seed in spec.seeds:
-            split = lm_corpus.forget_split(corpus, spec.fraction, seed)
-            splits[(spec.label, seed)] = dataclasses.replace(split, holdout=audited)
+            if tuning:
+                split = lm_corpus.split_from_ids(corpus, reserved[spec.label], seed=seed)
+            else:
+                split = lm_corpus.forget_split(corpus, spec.fraction, seed, exclude=largest)
+            splits[(spec.label, seed)] = dataclasses.replace(split, holdout=tuned_on if tuning else evaluated)
     context = lm_context_digest(config, corpus)
+    units = draw_units(config)
     oracle, runs, not_applicable = [], [], []
-    for (label, forget_seed) in splits:
-        for model_seed in config.seeds:
-            oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
-            for row in config.reference_rows:
-                hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
-                runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
-            for name in config.methods:
-                if name == ORACLE:
-                    continue
-                cls = methods.get_class(name)
-                for setting in config.settings:
-                    chosen = (tuned or {}).get((label, setting, name))
-                    hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
-                    for run in range(config.runs):
-                        job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
-                                     tuned=chosen is not None)
-                        needs_retain = cls.requires_retain and setting == "without_retain"
-                        (not_applicable if needs_retain else runs).append(job)
-    return LMPlan(config, corpus, splits, given, oracle, runs, not_applicable)
+    for label, forget_seed, model_seed, first_run in units:
+        oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
+        for row in config.reference_rows:
+            hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
+            runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
+        for name in config.methods:
+            if name == ORACLE:
+                continue
+            cls = methods.get_class(name)
+            for setting in config.settings:
+                chosen = (tuned or {}).get((label, setting, name))
+                hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
+                for run in range(first_run, first_run + config.runs):
+                    job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
+                                 tuned=chosen is not None)
+                    needs_retain = cls.requires_retain and setting == "without_retain"
+                    (not_applicable if needs_retain else runs).append(job)
+    return LMPlan(config, corpus, splits, given, oracle, runs, not_applicable,
+                  [((label, f), m) for label, f, m, _ in units])
 
 
 def model_entities(plan_or_corpus, job_method: str, split) -> tuple[str, ...]:

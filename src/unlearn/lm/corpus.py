@@ -341,21 +341,34 @@ def _general_texts(n: int, rng: np.random.Generator) -> list[str]:
 # Splits and the base rate
 
 
-def forget_split(corpus: Corpus, fraction: float, seed: int, neighbours_per_entity: int = 2) -> LMSplit:
-    """Forget `fraction` of the trainable entities (at least one), drawn with `seed`.
+def forget_count(corpus: Corpus, fraction: float) -> int:
+    """How many entities a forget set of `fraction` holds: that share of the trainable ones, at least one."""
+    if not 0 < fraction < 1:
+        raise UnlearnInputError(f"forget fraction must be in (0, 1), got {fraction}")
+    n_trainable = len(corpus.trainable)
+    n_forget = max(1, int(round(fraction * n_trainable)))
+    if n_forget >= n_trainable:
+        raise UnlearnInputError(f"forgetting {fraction} of {n_trainable} entities would leave none to retain")
+    return n_forget
+
+
+def forget_split(corpus: Corpus, fraction: float, seed: int, neighbours_per_entity: int = 2,
+                 exclude: Iterable[str] = ()) -> LMSplit:
+    """Forget `fraction` of the trainable entities (at least one), drawn with `seed` from those not
+    in `exclude` (a bench reserves its tuning forget set this way; the size stays a fraction of all).
 
     TOFU's forget01/05/10 are `fraction` 0.01, 0.05, 0.1. The neighbours are, for each forgotten
     entity, up to `neighbours_per_entity` retained entities of its kind that share the most
     attribute values with it (at least one), ties broken by the draw.
     """
-    if not 0 < fraction < 1:
-        raise UnlearnInputError(f"forget fraction must be in (0, 1), got {fraction}")
-    trainable = corpus.trainable
-    n_forget = max(1, int(round(fraction * len(trainable))))
-    if n_forget >= len(trainable):
-        raise UnlearnInputError(f"forgetting {fraction} of {len(trainable)} entities would leave none to retain")
+    n_forget = forget_count(corpus, fraction)
+    reserved = set(exclude)
+    free = [e for e in corpus.trainable if e not in reserved]
+    if n_forget > len(free):
+        raise UnlearnInputError(f"a forget set of {n_forget} entities cannot be drawn outside the {len(reserved)} "
+                                f"reserved ones ({len(corpus.trainable)} trainable)")
     rng = np.random.default_rng([seed, 7])
-    forget = tuple(sorted(trainable[i] for i in rng.choice(len(trainable), n_forget, replace=False)))
+    forget = tuple(sorted(free[i] for i in rng.choice(len(free), n_forget, replace=False)))
     return split_from_ids(corpus, forget, neighbours_per_entity=neighbours_per_entity, seed=seed)
 
 
