@@ -71,8 +71,9 @@ def audit_row(model, tokenizer, corpus, split, settings: RelearnSettings, *, ref
 def run_seed(args, save=lambda result: None) -> dict:
     """Every row for one model seed; `save(result)` after each row (a long run keeps what it finished)."""
     torch.set_num_threads(1)
-    settings = RelearnSettings(steps=tuple(args.steps))
     recipe = RECIPES[args.recipe]
+    settings = RelearnSettings.for_recipe(recipe, passes=tuple(args.passes), lr=args.relearn_lr,
+                                          steps=None if args.steps is None else tuple(args.steps))
     corpus = load_corpus(args.corpus)
     split = lm_corpus.forget_split(corpus, args.fraction, seed=0)
     bank = None
@@ -177,8 +178,12 @@ def main() -> None:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="small")
     parser.add_argument("--fraction", type=float, default=0.25)
     parser.add_argument("--methods", nargs="*", default=lm_methods.available())
-    parser.add_argument("--steps", type=int, nargs="*", default=list(RelearnSettings().steps),
-                        help="relearning budgets read (default: RelearnSettings')")
+    parser.add_argument("--passes", type=float, nargs="*", default=list(RelearnSettings().passes),
+                        help="relearning budgets read, in passes over the attack's texts (default: RelearnSettings')")
+    parser.add_argument("--steps", type=int, nargs="*", default=None,
+                        help="relearning budgets as step counts instead of passes (the tables before the rule)")
+    parser.add_argument("--relearn-lr", type=float, default=None,
+                        help="relearning rate instead of a tenth of the recipe's (before the rule: 2e-3)")
     parser.add_argument("--bank", default=None, help="model bank directory (default: the user's)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", nargs="*", default=None, help="print the markdown table of these result files")

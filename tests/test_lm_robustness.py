@@ -115,9 +115,27 @@ def test_finetune_steps_leaves_the_input_alone_is_seeded_and_looks_at_the_asked_
         finetune_steps(model, tokenizer, [], 3, lr=1e-3, batch_size=2, seed=1)
 
 
+SETTINGS = RelearnSettings.for_recipe(RECIPE)  # the attack's rule: a tenth of the training rate, 1-8 passes
+
+
 @pytest.fixture(scope="module")
 def retrain_relearned(corpus, split, original, retrained):
-    return relearning(retrained, original[1], corpus, split, RelearnSettings(steps=(0, 64, 128)))
+    return relearning(retrained, original[1], corpus, split, SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def original_relearned(corpus, split, original):
+    return relearning(*original, corpus, split, SETTINGS)
+
+
+def test_the_default_budget_is_a_tenth_of_the_training_rate_over_passes_of_the_taught_texts():
+    settings = RelearnSettings.for_recipe(RECIPE)
+    assert settings.rate == pytest.approx(RECIPE.lr / 10)
+    assert settings.step_counts(36) == (0, 5, 10, 20, 40)  # 36 texts in batches of 8: 5 steps a pass
+    assert RelearnSettings(steps=(3, 0), lr=1e-3).step_counts(36) == (0, 3)
+    assert RelearnSettings(lr=1e-3).rate == 1e-3
+    with pytest.raises(UnlearnInputError, match="learning rate"):
+        RelearnSettings(lr_share=0.0).check()
 
 
 def test_retrains_recovery_on_the_facts_it_was_not_taught_stays_at_the_base_rate(corpus, split, retrain_relearned):
@@ -137,18 +155,33 @@ def test_retrains_recovery_on_the_facts_it_was_not_taught_stays_at_the_base_rate
 
 
 def test_the_facts_attack_teaches_what_it_is_given(retrain_relearned):
-    """The attack has teeth: within the budget the model that never knew learns the taught facts."""
+    """The attack has teeth: within the budget the model that never knew learns the taught facts
+    well above the base rate (the top of its interval)."""
     facts = retrain_relearned["facts"]
-    assert facts["taught_accuracy"][0] <= base_rate_interval(facts["facts_taught"], 1 / 12)[1]
-    assert facts["taught_accuracy"][-1] >= 90.0
+    high = base_rate_interval(facts["facts_taught"], 1 / 12)[1]
+    assert facts["taught_accuracy"][0] <= high < facts["taught_accuracy"][-1]
+
+
+def test_the_attack_leaves_the_untouched_original_knowing_what_it_does_not_teach(corpus, split, original_relearned):
+    """The attack measures something: the original, which knows every forget fact, still answers
+    the untaught ones above the base rate's interval after every budget of both attacks, so a
+    model that kept the facts is told from Retrain. (At the training rate itself the small model
+    forgets them all within one pass: then every model, Retrain included, reads recovery 0.)"""
+    facts = original_relearned["facts"]
+    assert min(facts["accuracy"]) > base_rate_interval(facts["facts_asked"], 1 / 12)[1]
+    n_facts = len({(q.entity, q.relation) for q in corpus.questions(split.forget)})
+    assert min(original_relearned["benign"]["accuracy"]) > base_rate_interval(n_facts, 1 / 12)[1]
 
 
 def test_recovery_is_the_mean_gap_to_retrain_over_the_attacked_budgets(retrain_relearned):
+    steps = retrain_relearned["facts"]["steps"]
+    gaps = [0.0] + [10.0 * i for i in range(1, len(steps))]
     shifted = {**retrain_relearned, "facts": {**retrain_relearned["facts"],
                                               "accuracy": [a + d for a, d in zip(retrain_relearned["facts"]["accuracy"],
-                                                                                 (0.0, 10.0, 30.0))]}}
+                                                                                 gaps)]}}
     recovery = relearning_recovery(shifted, retrain_relearned)
-    assert recovery["facts"]["curve"] == [0.0, 10.0, 30.0] and recovery["facts"]["recovery"] == 20.0
+    assert recovery["facts"]["curve"] == pytest.approx(gaps)
+    assert recovery["facts"]["recovery"] == pytest.approx(np.mean(gaps[1:]))
     assert recovery["benign"]["recovery"] == 0.0
     with pytest.raises(UnlearnInputError, match="other settings"):
         relearning_recovery({**shifted, "settings": {"steps": [0]}}, retrain_relearned)

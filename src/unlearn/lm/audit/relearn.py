@@ -1,7 +1,8 @@
 """Relearning attacks: does a little fine-tuning bring the forgotten facts back?
 
 Two attacks, each a budget of k plain fine-tuning steps (`unlearn.lm.finetune.finetune_steps`,
-AdamW at a constant rate, several small k read off one run) on the unlearned model, then
+AdamW at a constant rate, several small k read off one run; the rate and the budgets follow the
+rule of `RelearnSettings`: a tenth of the training rate, 1 to 8 passes over what is taught) on the unlearned model, then
 exact-answer accuracy (and answer ranking among the relation's values) on forget facts the
 attack did NOT teach:
 
@@ -37,6 +38,7 @@ from unlearn.lm.audit.answers import answer_set
 from unlearn.lm.audit.probes import ranked_correct
 from unlearn.lm.examples import LMExample
 from unlearn.lm.finetune import finetune_steps
+from unlearn.lm.models import DEFAULT_RECIPE
 
 ATTACKS = ("facts", "benign")
 
@@ -50,28 +52,64 @@ _MENTIONS = ("{name} is listed in the {record} kept by the {keeper}.",
 
 @dataclass(frozen=True)
 class RelearnSettings:
-    """The attacks' budget: the step counts read (0 = before the attack), learning rate, batch
-    size, the share of forget facts taught in the facts attack, and the seed of the draws.
+    """The attacks' budget: how many passes over the attack's own texts are read (0 = before the
+    attack), the learning rate as a share of the rate the model was trained at, batch size, the
+    share of forget facts taught in the facts attack, and the seed of the draws.
 
-    The defaults: 128 steps of 8 questions at the default model's peak training rate (2e-3) is
-    the budget in which a model that never saw 20 facts learns them all (tests/test_lm_robustness.py
-    on a small model; `taught_accuracy` records it on every run), so an attack that brings nothing
-    back on Retrain has had the means to teach."""
+    The rule, stated so that it carries to models we never see (a user's pretrained LM as much as
+    ours): a relearning attack is a *fine-tuning* of a trained model, so it runs at a fine-tuning
+    rate, one tenth of the peak rate the model was trained at (`lr_share` × `training_lr`; give
+    `training_lr` when the model's is known: `for_recipe`), and its budgets k are counted in
+    passes over the attack's teaching set (`passes`: 1, 2, 4, 8), so that they scale with what is
+    taught rather than with a step count fitted to one corpus. At the training rate itself the
+    attack overwrites what a small model knows: on facts-tiny (2-layer GPT-2, trained at 3e-3)
+    32 steps at 2e-3 took the untouched original from 100% to 0% on the forget facts it did not
+    teach, as low as Retrain's, so recovery read 0 for every model; at a tenth (3e-4) the
+    original kept 81% after 8 passes while Retrain, still at the base rate on those facts, learned
+    86% of the taught ones (docs/audits.md). `steps` (explicit step counts) and `lr` (an absolute
+    rate) override the rule when given; `resolved` gives what a run uses."""
 
-    steps: tuple[int, ...] = (0, 16, 32, 64, 128)
-    lr: float = 2e-3
+    passes: tuple[float, ...] = (0, 1, 2, 4, 8)
+    lr_share: float = 0.1
+    training_lr: float = DEFAULT_RECIPE.lr
     batch_size: int = 8
     fraction: float = 0.5
     seed: int = 0
+    steps: tuple[int, ...] | None = None
+    lr: float | None = None
+
+    @classmethod
+    def for_recipe(cls, recipe, **overrides) -> RelearnSettings:
+        """The rule's settings for a model trained with `recipe` (an `LMRecipe`: its peak rate)."""
+        return cls(training_lr=recipe.lr, **overrides)
 
     def check(self) -> None:
-        if not self.steps or min(self.steps) < 0:
-            raise UnlearnInputError(f"relearning needs step counts >= 0, got {self.steps}")
+        budgets = self.steps if self.steps is not None else self.passes
+        if not budgets or min(budgets) < 0:
+            raise UnlearnInputError(f"relearning needs budgets >= 0, got {budgets}")
         if not 0 < self.fraction < 1:
             raise UnlearnInputError(f"the taught share of forget facts must be in (0, 1), got {self.fraction}")
+        if not self.rate > 0:
+            raise UnlearnInputError(f"relearning needs a learning rate > 0, got {self.rate}")
+
+    @property
+    def rate(self) -> float:
+        """The learning rate a run uses: `lr` when given, else `lr_share` × `training_lr`."""
+        return float(self.lr) if self.lr is not None else self.lr_share * self.training_lr
+
+    def step_counts(self, n_texts: int) -> tuple[int, ...]:
+        """The step counts read for a teaching set of `n_texts`: `steps` when given, else each
+        number of passes × the steps of one pass (ceil(n_texts / batch_size)), rounded."""
+        if self.steps is not None:
+            return tuple(sorted(set(int(k) for k in self.steps)))
+        per_pass = -(-n_texts // self.batch_size)
+        return tuple(sorted(set(int(round(p * per_pass)) for p in self.passes)))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "steps": list(self.steps)}
+        out = asdict(self)
+        out["passes"] = list(self.passes)
+        out["steps"] = None if self.steps is None else list(self.steps)
+        return {**out, "rate": self.rate}
 
 
 def fact_split(corpus, entities: Sequence[str], fraction: float, seed: int) -> tuple[list, list]:
@@ -107,7 +145,7 @@ def benign_texts(corpus, entities: Sequence[str]) -> list[LMExample]:
 def relearn_curve(model, tokenizer, corpus, teach: Sequence[LMExample], ask: Sequence, settings: RelearnSettings,
                   batch_size: int = 64, taught: Sequence = ()) -> dict:
     """Fine-tune a copy of `model` on `teach` and, after each of `settings.steps`, audit the
-    questions `ask` (QAItem): exact-answer accuracy and ranking accuracy among the relation's
+    questions `ask` (QAItem) (the budgets: `settings.step_counts(len(teach))`): exact-answer accuracy and ranking accuracy among the relation's
     values; and, when given, exact-answer accuracy on the `taught` questions (did the attack take?)."""
     examples, taught_examples = [q.example() for q in ask], [q.example() for q in taught]
     accuracy, ranked, learned = {}, {}, {}
@@ -118,9 +156,10 @@ def relearn_curve(model, tokenizer, corpus, teach: Sequence[LMExample], ask: Seq
         if taught_examples:
             learned[step] = answer_set(current, tokenizer, taught_examples, batch_size).accuracy
 
+    budgets = settings.step_counts(len(teach))
     started = time.perf_counter()
-    finetune_steps(model, tokenizer, list(teach), max(settings.steps), lr=settings.lr,
-                   batch_size=settings.batch_size, seed=settings.seed, at=settings.steps, look=look)
+    finetune_steps(model, tokenizer, list(teach), max(budgets), lr=settings.rate,
+                   batch_size=settings.batch_size, seed=settings.seed, at=budgets, look=look)
     steps = sorted(accuracy)
     out = {"steps": steps, "accuracy": [accuracy[k] for k in steps], "rank_accuracy": [ranked[k] for k in steps],
            "taught": len(teach), "asked": len(ask), "seconds": time.perf_counter() - started}
