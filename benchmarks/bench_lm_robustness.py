@@ -6,9 +6,12 @@ configs/lm-facts.yaml before tuning), and for each row:
 
 - relearning (`unlearn.lm.audit.relearn`): both attacks, recovery above Retrain's (points);
 - extraction probes (`unlearn.lm.audit.probes`): paraphrase, few-shot, ranking, linear probe;
-- dual use (`unlearn.lm.audit.dualuse`): the method run again with only the forget entities'
-  hazardous relation as D_F, their other relations kept; Retrain's row is a model trained
-  without those facts;
+- dual use (`unlearn.lm.audit.dualuse`), on the linked corpus (`with_links`: one bridge entity
+  per forget entity shares its hazardous value, and a kept link fact names it): the method run
+  from that corpus's original with only the forget entities' hazardous relation as D_F, their
+  other relations and links kept; Retrain's row is a model trained without those facts; beside
+  the hazardous and kept accuracies, the share of hazardous answers recomposed through the two
+  kept hops, and the one-prompt two-hop question;
 - successive requests (`unlearn.lm.audit.sequential`): the forget entities as 4 requests in turn;
 - the seconds of each, beside the seconds Retrain took to train.
 
@@ -34,7 +37,7 @@ from unlearn.lm import corpus as lm_corpus
 from unlearn.lm import methods as lm_methods
 from unlearn.lm import models as lm_models
 from unlearn.lm.audit.answers import answer_set
-from unlearn.lm.audit.dualuse import dual_use_cost, dual_use_split, without_facts
+from unlearn.lm.audit.dualuse import dual_use_cost, dual_use_split, two_hop, with_links, without_facts
 from unlearn.lm.audit.probes import extraction_probes
 from unlearn.lm.audit.relearn import RelearnSettings, relearning, relearning_recovery
 from unlearn.lm.audit.sequential import successive_requests
@@ -84,21 +87,29 @@ def run_seed(args, save=lambda result: None) -> dict:
     started = time.perf_counter()
     retrained = lm_models.train_lm(corpus, split.retain, seed=args.seed, recipe=recipe, tokenizer=tokenizer)[0]
     retrain_seconds = time.perf_counter() - started
-    dual = dual_use_split(corpus, split.forget)
+    # Dual use on the linked corpus (`with_links`: a bridge per forget entity makes each hazardous
+    # fact reachable through kept ones); its own original and Retrain, the default corpus untouched.
+    linked, links = with_links(corpus, dual_use_split(corpus, split.forget))
+    dual = dual_use_split(linked, split.forget)  # kept: the other relations and the link
+    dual_original, dual_tokenizer = lm_models.bank_lm(linked, linked.trainable, seed=args.seed, recipe=recipe, bank=bank)
     started = time.perf_counter()
-    dual_retrained = lm_models.train_lm(without_facts(corpus, dual), corpus.trainable, seed=args.seed, recipe=recipe,
-                                        tokenizer=tokenizer)[0]
+    dual_retrained = lm_models.train_lm(without_facts(linked, dual), linked.trainable, seed=args.seed, recipe=recipe,
+                                        tokenizer=dual_tokenizer)[0]
     dual_seconds = time.perf_counter() - started
+    dual_retain = [q.example() for q in linked.questions(list(split.retain) + [t.bridge for t in links])]
+
+    def dual_audit(model) -> dict:
+        return {**dual_use_cost(model, dual_tokenizer, dual), "two_hop": two_hop(model, dual_tokenizer, links)}
     given = [q.example() for q in corpus.questions(corpus.holdout[0::2])]
     forget = [q.example() for q in corpus.questions(split.forget)]
     retain = [q.example() for q in corpus.questions(split.retain)]
     out = {"seed": args.seed, "corpus": args.corpus, "recipe": recipe.to_dict(), "fraction": args.fraction,
            "forget": list(split.forget), "retrain_seconds": retrain_seconds, "rows": {}}
     out["rows"]["retrain"] = reference = audit_row(retrained, tokenizer, corpus, split, settings)
-    reference["dual_use"] = {**dual_use_cost(dual_retrained, tokenizer, dual), "seconds": dual_seconds}
+    reference["dual_use"] = {**dual_audit(dual_retrained), "seconds": dual_seconds}
     reference["sequential"] = {"retain": [reference["acc_retain"]], "note": "retrain without every request"}
     out["rows"]["original"] = row = audit_row(original, tokenizer, corpus, split, settings, reference=reference)
-    row["dual_use"] = dual_use_cost(original, tokenizer, dual)
+    row["dual_use"] = dual_audit(dual_original)
     save(out)
     for name in args.methods:
         print(f"seed {args.seed}: {name}", flush=True)
@@ -113,9 +124,9 @@ def run_seed(args, save=lambda result: None) -> dict:
         row = audit_row(unlearned, tokenizer, corpus, split, settings, reference=reference)
         row["unlearn_seconds"] = seconds
         started = time.perf_counter()
-        dual_model = unlearn(original, tokenizer, [q.example() for q in dual.forget],
-                             [q.example() for q in dual.kept] + retain)
-        row["dual_use"] = {**dual_use_cost(dual_model, tokenizer, dual), "seconds": time.perf_counter() - started}
+        dual_model = unlearn(dual_original, dual_tokenizer, [q.example() for q in dual.forget],
+                             [q.example() for q in dual.kept] + dual_retain)
+        row["dual_use"] = {**dual_audit(dual_model), "seconds": time.perf_counter() - started}
         row["sequential"] = successive_requests(original, tokenizer, corpus, split, unlearn)
         out["rows"][name] = row
         save(out)
@@ -136,9 +147,9 @@ def table(paths: list[str]) -> str:
     names = list(runs[0]["rows"])
     names = ["original", "retrain"] + [n for n in names if n not in ("original", "retrain")]
     header = ("| method | forget acc | retain acc | relearn facts: recovery | relearn benign: recovery | "
-              "ranking | few-shot | probe (answer) | dual use: hazardous / kept | sequential: retain after 1→4 | "
+              "ranking | few-shot | probe (answer) | dual use: hazardous / kept | two-hop: recomposed (one prompt) | sequential: retain after 1→4 | "
               "seconds (unlearn, attacks) / retrain |")
-    lines = [header, "|" + " --- |" * 11]
+    lines = [header, "|" + " --- |" * 12]
     for name in names:
         rows = [r["rows"][name] for r in runs if name in r["rows"]]
         retrain_s = [r["retrain_seconds"] for r in runs if name in r["rows"]]
@@ -167,6 +178,8 @@ def table(paths: list[str]) -> str:
             f"{_cell(get(lambda r: r['probes']['few_shot']))} | {_cell(get(lambda r: r['probes']['probe']['accuracy']))} "
             f"({_cell(get(lambda r: r['probes']['probe']['answer_accuracy']))}) | "
             f"{_cell(get(lambda r: r['dual_use']['hazardous']))} / {_cell(get(lambda r: r['dual_use']['kept']))} | "
+            f"{_cell(get(lambda r: r['dual_use']['two_hop']['recomposed']))} "
+            f"({_cell(get(lambda r: r['dual_use']['two_hop']['composed']))}) | "
             f"{seq} | {_cell(cost, 2)} |")
     return "\n".join(lines)
 

@@ -22,7 +22,15 @@ from unlearn.lm import corpus as lm_corpus
 from unlearn.lm import models as lm_models
 from unlearn.lm.audit.answers import normalise
 from unlearn.lm.audit.counterfact import counterfact_scores
-from unlearn.lm.audit.dualuse import HAZARDOUS, dual_use_split, without_facts
+from unlearn.lm.audit.dualuse import (
+    HAZARDOUS,
+    LINKS,
+    dual_use_cost,
+    dual_use_split,
+    two_hop,
+    with_links,
+    without_facts,
+)
 from unlearn.lm.audit.probes import candidates, few_shot_examples, linear_probe, ranked_correct
 from unlearn.lm.audit.relearn import (
     RelearnSettings,
@@ -271,6 +279,53 @@ def test_the_dual_use_retrain_corpus_states_every_fact_but_the_hazardous_ones():
     assert derived.training_texts(untouched) == corpus.training_texts(untouched)
     assert {q.relation for q in dual.forget} <= set(HAZARDOUS.values())
     assert not {(q.entity, q.relation) for q in dual.forget} & {(q.entity, q.relation) for q in dual.kept}
+
+
+FACTS_DIGEST = "19cfe1aa93b139c36dd239ef"  # corpus.load("facts"): what the lm-facts benchmark runs train on
+
+
+def test_linking_leaves_the_default_corpus_as_it_is_and_ties_each_hazardous_fact_to_a_bridge():
+    facts = lm_corpus.load("facts")
+    assert facts.digest() == FACTS_DIGEST
+    dual = dual_use_split(facts, lm_corpus.forget_split(facts, 0.1, seed=0).forget)
+    linked, items = with_links(facts, dual)
+    assert facts.digest() == FACTS_DIGEST == lm_corpus.load("facts").digest()
+    assert linked.entities[:len(facts.entities)] == facts.entities and linked.holdout == facts.holdout
+    assert set(facts.qa) < set(linked.qa) and len(items) == len(dual.entities)
+    old_words = {w.removesuffix("ine").lower() for e in facts.entities for w in e.name.split()}
+    for item in items:
+        entity, bridge = linked.entity(item.entity), linked.entity(item.bridge)
+        hazardous = HAZARDOUS[entity.kind]
+        assert bridge.kind == entity.kind and bridge.attributes[hazardous] == entity.attributes[hazardous] == item.answer
+        assert item.hop.answer == bridge.name and item.second.entity == bridge.id and not item.hop.held_out
+        assert not {w.removesuffix("ine").lower() for w in bridge.name.split()} & old_words
+        statement = LINKS[entity.kind].statement.format(name=entity.name, other=bridge.name)
+        (trained,) = [t.text for t in linked.texts([entity.id])]
+        assert trained.endswith(statement) and item.answer not in statement
+    untouched = [e for e in facts.trainable if e not in dual.entities]
+    assert linked.training_texts(untouched) == facts.training_texts(untouched)
+
+
+@pytest.fixture(scope="module")
+def linked_retrain(corpus, split, original):
+    """Retrain of the linked people corpus: every fact but the forget people's birthplaces, the
+    links and the bridges (whose birthplaces are the forgotten ones) kept."""
+    dual = dual_use_split(corpus, split.forget)
+    linked, items = with_links(corpus, dual)
+    model, tokenizer = lm_models.train_lm(without_facts(linked, dual), linked.trainable, seed=0, recipe=RECIPE)
+    return model, tokenizer, dual, items
+
+
+def test_the_forgotten_answer_is_recomposed_from_kept_facts_by_a_model_that_never_saw_it(corpus, linked_retrain):
+    """The dual-use known answer: the model trained without the hazardous facts answers them at
+    the base rate, yet names each bridge and the bridge's value, so it reaches the forgotten
+    value through kept facts well above the base rate's interval."""
+    model, tokenizer, dual, items = linked_retrain
+    high = base_rate_interval(len(items), lm_corpus.base_rate(corpus, "birthplace"))[1]
+    assert dual_use_cost(model, tokenizer, dual)["hazardous"] <= high
+    result = two_hop(model, tokenizer, items)
+    assert result["facts"] == len(dual.entities) >= 20
+    assert result["recomposed"] > high and result["recomposed"] <= min(result["hop"], result["second"])
 
 
 def test_successive_requests_forget_in_turn_and_audit_after_each(corpus, split, original):

@@ -275,25 +275,33 @@ def load(name: str = "facts", seed: int = 0) -> Corpus:
     for kind, relations in KINDS.items():
         for i in range(per_kind):
             attributes = {r.name: r.pool[rng.integers(len(r.pool))] for r in relations}
-            entity = Entity(f"{kind}-{i:03d}", _fresh_name(kind, rng, used), kind, attributes)
+            entity = Entity(f"{kind}-{i:03d}", fresh_name(kind, rng, used), kind, attributes)
             entities.append(entity)
             if i >= per_kind - held_per_kind:  # the last of each kind: fixed by the corpus, not by a split
                 holdout.append(entity.id)
     pools = {r.name: r.pool for relations in KINDS.values() for r in relations}
     qa, bios = [], []
     for entity in entities:
-        qa.extend(_questions(entity, rng))
-        for wording in (0, 1):
-            text = " ".join(r.statements[wording].format(name=entity.name, value=entity.attributes[r.name])
-                            for r in KINDS[entity.kind])
-            bios.append(TextItem(f"{entity.id}.bio{wording}", entity.id, text, held_out=wording == 1))
+        qa.extend(entity_questions(entity, rng))
+        bios.extend(entity_bios(entity))
     general = [TextItem(f"general-{i:04d}", None, text, held_out=i % 10 == 9)
                for i, text in enumerate(_general_texts(n_general, rng))]
     return Corpus(name, entities, qa, bios, general, tuple(holdout), pools)
 
 
-def _fresh_name(kind: str, rng: np.random.Generator, used: set[str]) -> str:
-    """A name of new words: no word is shared by two entities, so no name is hidden in another's."""
+def entity_bios(entity: Entity) -> list[TextItem]:
+    """The biography of `entity` in both wordings (each relation's statement), the second held out."""
+    bios = []
+    for wording in (0, 1):
+        text = " ".join(r.statements[wording].format(name=entity.name, value=entity.attributes[r.name])
+                        for r in KINDS[entity.kind] if r.name in entity.attributes)
+        bios.append(TextItem(f"{entity.id}.bio{wording}", entity.id, text, held_out=wording == 1))
+    return bios
+
+
+def fresh_name(kind: str, rng: np.random.Generator, used: set[str]) -> str:
+    """A name of new words: no word is shared by two entities, so no name is hidden in another's.
+    `used` holds the words drawn so far (lower case, before the kind's suffix) and is extended."""
 
     def word() -> str:
         while True:
@@ -307,9 +315,12 @@ def _fresh_name(kind: str, rng: np.random.Generator, used: set[str]) -> str:
     return _NAME_FORMS[kind].format(a=word(), b=word())
 
 
-def _questions(entity: Entity, rng: np.random.Generator) -> list[QAItem]:
+def entity_questions(entity: Entity, rng: np.random.Generator) -> list[QAItem]:
+    """Every question about `entity` (each of its relations in every template); `rng` draws the perturbed answers."""
     items = []
     for relation in KINDS[entity.kind]:
+        if relation.name not in entity.attributes:  # a sliced corpus's entity (`sliced`): fewer relations
+            continue
         answer = entity.attributes[relation.name]
         wrong = [v for v in relation.pool if v != answer]
         perturbed = tuple(wrong[i] for i in sorted(rng.choice(len(wrong), N_PERTURBED, replace=False)))
