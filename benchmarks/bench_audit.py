@@ -21,6 +21,7 @@ cost = a constant per-model time). All ratios come from one run on one machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -146,6 +147,7 @@ def attack_rows(target, labels, refs, is_forget, count: int, variants: dict) -> 
 
 
 def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_seed: int) -> None:
+    from unlearn.audit.queries import view_count
     from unlearn.audit.rmia import RMIASettings
 
     ds, arch, arch_args, recipe = strength_dataset(use_cifar)
@@ -173,6 +175,12 @@ def strength(use_cifar: bool, counts: list[int], seeds: list[int], reference_see
         "LiRA online": ("lira", new),
         "LiRA offline": ("lira-offline", new),
     }
+    # `queries = 0` means the views the model's recipe trains on (`queries.view_count`), which the
+    # audit resolves from the recipe; here every attack reads one set of target logits computed
+    # with the most views any row asks for, so resolve it first, or 0 would read all of them.
+    own_views = view_count(0, recipe.flip, recipe.crop_padding)
+    variants = {name: (kind, dataclasses.replace(s, queries=s.queries or own_views))
+                for name, (kind, s) in variants.items()}
     queries = max(v[1].queries for v in variants.values())
     _, evaluation = data.split_holdout(ds.test.y.numpy(), seed=0)
     print(f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, {arch}, recipe {recipe}, 10% random forget; "
