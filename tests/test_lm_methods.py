@@ -291,6 +291,29 @@ def test_rmu_steers_the_chosen_layer_and_changes_only_its_mlp(model, tokenizer):
     assert len(decoder_layers(new)) == 2
 
 
+def test_rmu_steers_the_positions_that_write_the_answer():
+    """Known answer: for a prompt of 3 tokens and a completion of 2 (labels −100 −100 −100 a b),
+    the positions writing the completion are 2 (writes a) and 3 (writes b), not 3 and 4."""
+    from unlearn.lm.methods.rmu import answer_positions
+    from unlearn.lm.scoring import IGNORE
+
+    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 7, 8], [IGNORE, 5, 6, 9, IGNORE]])
+    assert answer_positions(labels).tolist() == [[False, False, True, True, False],
+                                                 [True, True, True, False, False]]
+
+
+def test_rmu_default_alpha_is_one_plus_the_squared_steering_scale(model, tokenizer):
+    """α balances the two terms in units of the activation norm: 1 + s² at steering scale s,
+    whatever the model; an explicit α is kept."""
+    for scale in (2.0, 5.0):
+        method = methods.get("rmu", **CHEAP, steering_scale=scale)
+        method.unlearn(model, tokenizer, FORGET, RETAIN)
+        assert method.stats_["alpha"] == pytest.approx(1 + scale ** 2)
+    method = methods.get("rmu", **CHEAP, alpha=7.0)
+    method.unlearn(model, tokenizer, FORGET, RETAIN)
+    assert method.stats_["alpha"] == 7.0
+
+
 def test_rmu_refuses_a_layer_the_model_does_not_have(model, tokenizer):
     with pytest.raises(UnlearnInputError, match="layer"):
         run("rmu", model, tokenizer, layer=2)
