@@ -199,3 +199,45 @@ def test_lm_paired_draws_pair_each_model_seed_with_its_forget_seed():
     assert len(crossed.retrains()) == 4
     with pytest.raises(UnlearnInputError, match="one seed per model seed"):
         parse_config(yaml.safe_dump({**paired, "forget": [{"fraction": 0.2, "seeds": [3]}]}), source="lm")
+
+
+@pytest.mark.slow
+def test_lm_demo_in_two_processes_prints_the_table_and_agrees_with_one(tmp_path, capsys):
+    """`unlearn lm demo` (tiny recipe, facts-tiny) with its jobs in two worker processes prints
+    the table with the reference rows and every method, ran its jobs in both workers, and gives
+    the records the same jobs give run one after another in this process (one torch thread in
+    both: the same float sums)."""
+    import torch
+
+    from unlearn.lm import methods
+
+    def demo(name, workers):
+        args = ["lm", "demo", "--corpus", "facts-tiny", *RECIPE_SETS, "--out", str(tmp_path / name),
+                "--bank", str(tmp_path / f"bank-{name}"), "--workers", str(workers), "--quiet"]
+        return run(args, capsys)
+
+    code, out, _ = demo("pool", 2)
+    assert code == 0, out
+    printed = {line.split()[0] for line in out.splitlines() if line.split()}
+    assert {"retrain", "retrain-floor", "original", *methods.available()} <= printed
+    timings = json.loads((tmp_path / "pool" / "timings.json").read_text())
+    assert timings["backend"] == "processes" and len({job["pid"] for job in timings["jobs"]}) == 2
+    # The floor retrain trains in its own row's job, after the original and the retrain.
+    trained = [job["job"] for job in timings["jobs"] if job["fn"] == "lm_train_job"]
+    assert sorted(trained) == ["train original seed 0", "train retrain seed 0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code, _, _ = demo("one", 1)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+
+    def records(name):
+        return {p.name: json.loads(p.read_text()) for p in (tmp_path / name / "runs").glob("*.json")}
+
+    pool, one = records("pool"), records("one")
+    assert set(pool) == set(one) and len(pool) == 2 + 1 + len(methods.available())
+    for name, record in pool.items():
+        assert record["status"] == one[name]["status"]
+        assert record.get("flat") == one[name].get("flat"), record["method"]

@@ -88,8 +88,10 @@ def bench(
                                            "(unlearn bench --list)"),
     list_protocols: bool = typer.Option(False, "--list", help="list the packaged protocols and exit"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
-    backend: str = typer.Option("local", "--backend", help="local (in this process) or ray"),
+    backend: str = typer.Option("local", "--backend", help="local (in this process), processes (a pool on this "
+                                                           "machine, --workers) or ray"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local instance)"),
+    workers: int = typer.Option(None, "--workers", help="--backend processes: how many (default one per core)"),
     no_tune: bool = typer.Option(False, "--no-tune", help="skip tuning: every method with the protocol's "
                                  "hyperparameters (the papers' defaults), labelled untuned"),
     bank: Path = BankOpt,
@@ -114,11 +116,11 @@ def bench(
     if config is None:
         raise UnlearnInputError("give a protocol: a YAML file or a packaged protocol's name (unlearn bench --list)")
     cfg = load_protocol(config)  # refuses a malformed protocol before any work starts
-    if backend == "local":  # with Ray the workers' devices count, not the driver's
+    if backend != "ray":  # with Ray the workers' devices count, not the driver's
         check_device(cfg.device)
     run_dir = out or Path("runs") / cfg.name
     result = run_bench(cfg, run_dir, backend=backend, address=address, bank=ModelBank(bank), tune=not no_tune,
-                       progress=progress_of(quiet))
+                       progress=progress_of(quiet), workers=workers)
     print_summary(run_dir, result.rows, result.tuning, wide)
     total = len(result.plan.oracle) + len(result.plan.runs)
     console.print(f"{total} jobs: {result.executed} run now, {total - result.executed - len(result.crashed)} "

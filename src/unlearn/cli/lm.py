@@ -9,7 +9,9 @@ The LM family's counterparts of `unlearn train`, `forget`, `audit` and `demo`, o
 - `audit` runs every LM audit (`unlearn.lm.audit.evaluate_lm`) on a model, against a retrained
   model when `--reference` names one;
 - `demo` trains the default LM, unlearns 10% of the entities with every method and prints the
-  table with the `original`, `retrain` and `retrain-floor` rows (an `unlearn bench` run).
+  table with the `original`, `retrain` and `retrain-floor` rows (an `unlearn bench` run, its
+  jobs in one process per core: the original and the retrain train at once, then the floor
+  retrain trains while the methods run).
 
 Data: `--corpus NAME` (default `facts`) or `--data FILE.jsonl` (TOFU-style question/answer lines
 or MUSE-style text lines); the forget set is `--forget FILE` (entity ids, one a line, as a bench
@@ -248,6 +250,10 @@ def lm_demo(
     fraction: float = typer.Option(0.1, "--fraction", help="share of the entities to forget"),
     corpus: str = typer.Option("facts", "--corpus", help="embedded corpus"),
     out: Path = typer.Option(Path("runs/lm-demo"), "--out", "-o", help="run directory"),
+    workers: int = typer.Option(None, "--workers", help="processes running the jobs, one torch thread each "
+                                                        "(default: one per core on a CPU, 1 on a GPU)"),
+    sets: list[str] = typer.Option(None, "--set", help="recipe override key=value (epochs, n_layer, ...; "
+                                                      "default: the default LM)"),
     device: str = DeviceOpt,
     bank: Path = BankOpt,
     quiet: bool = QuietOpt,
@@ -259,15 +265,24 @@ def lm_demo(
     from unlearn.cli.bench import print_summary
     from unlearn.cli.common import progress_of
     from unlearn.experiments import parse_config, run_bench
+    from unlearn.experiments.executors import usable_cores
     from unlearn.experiments.report import write_report
 
     check_device(device)
-    config = parse_config(yaml.safe_dump(demo_lm_protocol(seed, fraction, corpus, device), sort_keys=False),
-                          source="lm demo protocol")
-    console.print(f"{corpus}, default GPT-2, forget {fraction:.0%} of the entities, seed {seed}: "
-                  f"{len(config.methods) - 1} methods ({', '.join(m for m in config.methods if m != 'retrain')})")
-    result = run_bench(config, out, bank=ModelBank(bank), progress=progress_of(quiet))
-    print_summary(out)
+    if workers is None:  # on a GPU the jobs run in this process, one at a time: they would share one device
+        workers = usable_cores() if device == "cpu" else 1
+    if workers < 1:
+        raise UnlearnInputError(f"--workers {workers}: give at least 1")
+    config = parse_config(yaml.safe_dump(demo_lm_protocol(seed, fraction, corpus, device, parse_sets(sets)),
+                                         sort_keys=False), source="lm demo protocol")
+    model = f"GPT-2 with {', '.join(sets)}" if sets else "the default GPT-2"
+    console.print(f"{corpus}, {model}, forget {fraction:.0%} of the entities, seed {seed}: "
+                  f"{len(config.methods) - 1} methods ({', '.join(m for m in config.methods if m != 'retrain')}); "
+                  f"{workers} {'processes' if workers > 1 else 'process'}")
+    backend = "processes" if workers > 1 else "local"
+    result = run_bench(config, out, bank=ModelBank(bank), progress=progress_of(quiet), backend=backend,
+                       workers=workers if workers > 1 else None)
+    print_summary(out, result.rows, result.tuning)
     report = write_report(out)
     console.print(f"{result.seconds:.1f} s ({result.trained} models trained, {result.executed} jobs run); "
                   f"report: {report}")

@@ -31,11 +31,11 @@ import torch
 import yaml
 
 from unlearn.bank import ModelBank
-from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, crash_record, floor_seed
+from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, crash_record
 from unlearn.experiments.lm_config import LMConfig, lm_search_space
 from unlearn.experiments.lm_jobs import LMPlan, lm_run_job, lm_train_job, model_entities, resolve_lm
 from unlearn.experiments.provenance import environment
-from unlearn.experiments.stages import BenchResult, execute_jobs
+from unlearn.experiments.stages import BenchResult, execute_jobs, write_timings
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
 from unlearn.files import write_text
@@ -47,24 +47,26 @@ LM_TUNING_PROCEDURE = 3
 
 
 def lm_train_stage(plan: LMPlan, bank: ModelBank, executor, progress) -> dict[tuple, float]:
-    """Originals, retrains and floor retrains in the bank (trained now through the executor when
-    missing); returns (role, split key, model seed) -> training seconds."""
+    """Originals and retrains in the bank (trained now through the executor when missing); returns
+    (role, split key, model seed) -> training seconds.
+
+    The floor retrains are not trained here but by their own `retrain-floor` row's job
+    (`lm_run_job` takes its model from the bank, training it when missing): no other job waits for
+    them, so with several workers a floor trains while the oracle's audit and the methods run."""
     from unlearn.lm.models import lm_key
 
     config, corpus, recipe = plan.config, plan.corpus, plan.config.lm_recipe
     wanted = {(ORIGINAL, None, seed): (tuple(corpus.trainable), seed) for seed in config.seeds}
     for split_key, seed in plan.retrains():
         wanted[(ORACLE, split_key, seed)] = (tuple(plan.splits[split_key].retain), seed)
-    for split_key, seed in plan.floors():
-        wanted[(FLOOR, split_key, seed)] = (tuple(plan.splits[split_key].retain), floor_seed(seed))
     jobs, seen = [], set()
-    for entities, seed in wanted.values():
+    for role, (entities, seed) in wanted.items():
         key = lm_key(corpus, entities, recipe, seed)
         if bank.lookup(key) is None and key.digest not in seen:
             seen.add(key.digest)
             jobs.append({"corpus_spec": (config.corpus, config.corpus_seed), "entities": list(entities),
                          "recipe": recipe.to_dict(), "seed": seed, "bank_root": str(bank.root),
-                         "device": config.device})
+                         "device": config.device, "name": f"train {role[0]} seed {seed}"})
     with progress_bar(progress) as bar:
         task = bar.add_task("training language models for the bank", total=len(jobs))
         for _index, out in executor.map(lm_train_job, jobs):
@@ -77,9 +79,12 @@ def lm_train_stage(plan: LMPlan, bank: ModelBank, executor, progress) -> dict[tu
 
 def lm_run_stage(jobs: list[RunJob], plan: LMPlan, seconds: dict[tuple, float], references: dict | None,
                  bank: ModelBank, store: ResultStore, executor, result: BenchResult, progress, title: str) -> list:
-    """Run the jobs `store` lacks, store each record as it comes; return every record of `jobs`."""
+    """Run the jobs `store` lacks, store each record as it comes; return every record of `jobs`.
+
+    The floor rows go first: each trains its model (`lm_train_stage`), the longest job of the
+    stage, and a pool hands jobs out in order, so starting the longest first ends the stage soonest."""
     done = [store.get(j.id) for j in jobs if j.id in store]
-    todo = [j for j in jobs if j.id not in store]
+    todo = sorted((j for j in jobs if j.id not in store), key=lambda j: j.method != FLOOR)
     kwargs = []
     for job in list(todo):
         oracle = job.method == ORACLE
@@ -220,7 +225,8 @@ def lm_tune_stage(config: LMConfig, run_dir: Path, *, bank: ModelBank, executor,
 # ---- the bench ----------------------------------------------------------------------------------
 
 def run_lm_bench(config: LMConfig, run_dir, *, backend: str = "local", address: str | None = None,
-                 bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True) -> BenchResult:
+                 bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True,
+                 workers: int | None = None) -> BenchResult:
     """Run an LM protocol into `run_dir` (resuming what is there) and write its summary."""
     from unlearn.experiments.executors import make_executor
     from unlearn.experiments.tune import tuned_hparams
@@ -239,7 +245,7 @@ def run_lm_bench(config: LMConfig, run_dir, *, backend: str = "local", address: 
     write_text(run_dir / "environment.json", json.dumps(env, indent=1))
     bank = bank if bank is not None else ModelBank()
     store = ResultStore(run_dir)
-    executor = make_executor(backend, address, config.device)
+    executor = make_executor(backend, address, config.device, workers)
     models_before = len(bank)
     threads = torch.get_num_threads()
     if config.torch_threads:
@@ -255,6 +261,7 @@ def run_lm_bench(config: LMConfig, run_dir, *, backend: str = "local", address: 
     finally:
         executor.close()
         torch.set_num_threads(threads)
+        write_timings(run_dir, executor)
     for job in plan.not_applicable:
         if job.id not in store:
             store.put({"id": job.id, **job.describe(), "status": "n/a", "error": f"{job.method} needs the retain set"})

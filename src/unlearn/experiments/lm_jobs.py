@@ -158,8 +158,9 @@ def model_entities(plan_or_corpus, job_method: str, split) -> tuple[str, ...]:
 
 
 def lm_train_job(corpus_spec: tuple, entities: list[str], recipe: dict, seed: int, bank_root: str,
-                 device: str = "cpu") -> dict[str, Any]:
-    """Train one model into the bank (unless it is there); return its recorded training time."""
+                 device: str = "cpu", name: str = "training") -> dict[str, Any]:
+    """Train one model into the bank (unless it is there); return its recorded training time.
+    `name` labels the job in timings.json (`executors.timed_call`)."""
     from unlearn.bank import ModelBank
     from unlearn.lm.models import LMRecipe, bank_lm, lm_key
 

@@ -8,6 +8,7 @@ specs and return weights or records. The run directory holds:
     tuning.json       the tuning stage's outcome: tuned values, search spaces, every trial's score
     tune/runs/*.json  one record per tuning trial (and the tuning split's oracle)
     runs/<id>.json    one record per job (metrics, timings, histograms, ROC points)
+    timings.json      where and when each job of this invocation ran, and its CPU seconds
     summary.md/.csv   mean ± t interval per method per setting over seeds, with the reference rows
 Stages: tune every method (`unlearn.experiments.tune`; skipped with `tune.trials: 0`), train the
 originals, retrains and floor retrains the bank lacks, audit the retrained models (the oracle),
@@ -33,7 +34,7 @@ from unlearn.experiments.config import Config
 from unlearn.experiments.executors import make_executor
 from unlearn.experiments.jobs import Plan, dataset_of, reserved_for_tuning, resolve, with_recipe
 from unlearn.experiments.provenance import environment
-from unlearn.experiments.stages import BenchResult, run_stage, train_stage
+from unlearn.experiments.stages import BenchResult, run_stage, train_stage, write_timings
 from unlearn.experiments.store import ResultStore
 from unlearn.experiments.summary import write_summary
 from unlearn.files import write_text
@@ -41,13 +42,14 @@ from unlearn.files import write_text
 
 def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "local", address: str | None = None,
               bank: ModelBank | None = None, progress: bool | None = None, tune: bool = True,
-              preset: dict[str, Any] | None = None) -> BenchResult:
+              preset: dict[str, Any] | None = None, workers: int | None = None) -> BenchResult:
     """Run a protocol into `run_dir` (resuming what is there) and write its summary.
 
     `tune=False` (`--no-tune`) skips the tuning stage as `tune.trials: 0` does: every method runs
     with the protocol's hyperparameters and the tables say "untuned". `preset` (a tuning outcome
     recorded elsewhere, `unlearn.published.load_preset`: the demo's) replaces the tuning stage: its
-    values run, and the tables say where they come from.
+    values run, and the tables say where they come from. `workers`: the process count of
+    `backend="processes"` (`executors.make_executor`).
     """
     from unlearn.experiments.lm_config import LMConfig
     from unlearn.experiments.tune import tune_stage, tuned_hparams
@@ -55,7 +57,8 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     if isinstance(config, LMConfig):  # a language-model protocol: the same stages, LM jobs
         from unlearn.experiments.lm_bench import run_lm_bench
 
-        return run_lm_bench(config, run_dir, backend=backend, address=address, bank=bank, progress=progress, tune=tune)
+        return run_lm_bench(config, run_dir, backend=backend, address=address, bank=bank, progress=progress, tune=tune,
+                            workers=workers)
     # The evaluation forget sets stay outside the tuning forget sets even untuned (--no-tune), so a
     # tuned and an untuned run of one protocol evaluate on the same sets.
     tuned_protocol = config
@@ -76,7 +79,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     bank = bank if bank is not None else ModelBank()  # not `or`: an empty bank has len 0
     store = ResultStore(run_dir)
     dataset = dataset_of(*config.dataset_spec)
-    executor = make_executor(backend, address, config.device)
+    executor = make_executor(backend, address, config.device, workers)
     models_before = len(bank)
     threads = torch.get_num_threads()
     if config.torch_threads:
@@ -101,6 +104,7 @@ def run_bench(config: Config, run_dir: str | os.PathLike, *, backend: str = "loc
     finally:
         executor.close()
         torch.set_num_threads(threads)
+        write_timings(run_dir, executor)
     for job in plan.not_applicable:  # stored too, so `unlearn report` shows the same rows as the summary
         if job.id not in store:
             store.put({"id": job.id, **job.describe(), "status": "n/a", "error": f"{job.method} needs the retain set"})

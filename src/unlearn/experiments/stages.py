@@ -8,6 +8,7 @@ call them, so they live here rather than in either.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from unlearn.experiments.jobs import (
     train_job,
 )
 from unlearn.experiments.store import ResultStore
+from unlearn.files import write_text
 from unlearn.progress import progress_bar
 
 
@@ -126,3 +128,12 @@ def execute_jobs(job_fn, todo, kwargs, store: ResultStore, executor, result: Ben
                 result.executed += 1
             bar.advance(task)
     return done
+
+
+def write_timings(run_dir: Path, executor) -> None:
+    """timings.json: each job this invocation ran, in the order they finished, with its worker,
+    wall-clock start and end and CPU seconds (`executors.timed_call`), so the parallel structure
+    of a run (which jobs overlapped, what waited on what) can be read afterwards. Empty for Ray."""
+    write_text(Path(run_dir) / "timings.json",
+               json.dumps({"backend": executor.name, "workers": getattr(executor, "workers", 1),
+                           "jobs": executor.timings}, indent=1))
