@@ -335,6 +335,7 @@ def test_report_is_self_contained_html(tiny_run):
                                      "confidence histogram ga", *refs])
     assert page.count("<td>original</td>") == page.count("<td>retrain-floor</td>") == 2
     assert "Untuned" in page
+    assert "True-class confidence: each method beside Retrain" in page and "P(answer" not in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 

@@ -57,7 +57,11 @@ def test_an_lm_protocol_runs_through_bench_with_reference_rows_tuning_and_verdic
     assert tuning["studies"][0]["trials"][0]["params"]["lr"] == pytest.approx(1e-2)
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "gap-lm" in summary and "Min-K%++ AUC" in summary
-    assert "retrain-floor" in write_report(tmp_path / "run").read_text()
+    page = write_report(tmp_path / "run").read_text()
+    assert "retrain-floor" in page
+    # Its histograms are of the answer probability, and say so (a classifier's say true-class confidence).
+    assert "Answer probability P(answer | question)^(1/len)" in page and "answer probability histogram ga" in page
+    assert "true-class confidence" not in page.lower() and "GPT-2 trained on the corpus, 1 layers" in page
     # Resuming reruns nothing: every record is in the store.
     again = run_bench(config, tmp_path / "run", bank=bank, progress=False)
     assert again.executed == 0 and again.trained == 0
@@ -241,3 +245,25 @@ def test_lm_demo_in_two_processes_prints_the_table_and_agrees_with_one(tmp_path,
     for name, record in pool.items():
         assert record["status"] == one[name]["status"]
         assert record.get("flat") == one[name].get("flat"), record["method"]
+
+
+def test_report_histogram_axes_name_what_each_family_counts():
+    """The drawn panel's axis and legend: an LM run's answer probability on retain, forget and
+    holdout questions; a classifier run's true-class confidence on D_R, D_F, D_T."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from unlearn.experiments.report import Histogram, _hist_panel
+
+    runs = [{"hist_edges": [0.0, 0.5, 1.0], "hist": {"retain": [1, 3], "forget": [2, 2], "test": [4, 0]}}]
+    for config, axis, legend in [
+        (tiny_protocol(), "P(answer | question)^(1/len)", ["retain", "forget", "holdout"]),
+        ({"name": "c", "dataset": "digits", "model": {"arch": "mlp"}}, "true-class confidence", ["D_R", "D_F", "D_T"]),
+    ]:
+        fig, ax = plt.subplots()
+        _hist_panel(ax, runs, "ga", Histogram(config))
+        assert ax.get_xlabel() == axis and [line.get_label() for line in ax.get_lines()] == legend
+        plt.close(fig)
+

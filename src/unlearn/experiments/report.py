@@ -8,6 +8,8 @@ external files; every plot is a base64-embedded PNG drawn by matplotlib):
 - the tuning stage: search space, tuned values, every trial and its score;
 - true-class confidence histograms on D_R, D_F, D_T per method, beside Retrain's (for the
   retrained model the D_F and D_T curves coincide; a method that unlearned well looks the same);
+  for a language model the histograms are of the answer probability P(answer | question)^(1/len)
+  on retain, forget and holdout questions (`lm_jobs._curves`), and say so (`Histogram`);
 - MIA ROC curves on log-log axes (the low-FPR region is where membership inference matters);
 - Avg. Gap vs cost (unlearning time as a fraction of retraining);
 - the statistics a method records (`stats_`: AMUN's adversarial set, SISA's cost, ...);
@@ -46,6 +48,34 @@ from unlearn.experiments.summary import (
 from unlearn.files import atomic_path, write_text
 
 PART_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
+
+
+class Histogram:
+    """What a run's histograms count: a classifier's true-class confidence on D_R, D_F and D_T,
+    or a language model's length-normalised answer probability on retain, forget and holdout
+    (never trained on) questions (`lm_jobs._curves`). An LM protocol names a corpus, a classifier
+    protocol a dataset."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.lm = "corpus" in config
+        self.axis = "P(answer | question)^(1/len)" if self.lm else "true-class confidence"
+        self.name = "answer probability" if self.lm else "true-class confidence"
+        self.short = "answer probability" if self.lm else "confidence"  # the images' alt texts
+        self.parts = {"retain": "retain", "forget": "forget", "test": "holdout"} if self.lm else \
+            {part: f"D_{part[0].upper()}" for part in PART_COLOURS}
+        self.heading = ("Answer probability P(answer | question)^(1/len) on retain, forget and holdout "
+                        "questions" if self.lm else "True-class confidence") + ": each method beside Retrain"
+
+
+def model_name(config: dict[str, Any]) -> str:
+    """The protocol's model: a classifier's architecture, or the LM bench's GPT-2 (trained from
+    scratch on the corpus) with its recipe's size."""
+    if "corpus" in config:
+        from unlearn.lm.models import LMRecipe
+
+        recipe = LMRecipe(**(config.get("recipe") or {}))  # the protocol's overrides of the default recipe
+        return f"GPT-2 trained on the corpus, {recipe.n_layer} layers, {recipe.n_embd} wide"
+    return str((config.get("model") or {}).get("arch", "?"))
 
 
 def _save(fig, target) -> None:
@@ -92,29 +122,29 @@ def _by_table(records) -> dict[tuple[str, str], dict[str, list]]:
     return out
 
 
-def _hist_panel(ax, runs, title):
+def _hist_panel(ax, runs, title, quantity: Histogram):
     edges = np.asarray(runs[0]["hist_edges"])
     centres = (edges[:-1] + edges[1:]) / 2
     for part, colour in PART_COLOURS.items():
         counts = np.sum([r["hist"][part] for r in runs], axis=0).astype(float)
-        ax.step(centres, counts / max(counts.sum(), 1), where="mid", color=colour, label=f"D_{part[0].upper()}")
+        ax.step(centres, counts / max(counts.sum(), 1), where="mid", color=colour, label=quantity.parts[part])
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("true-class confidence", fontsize=8)
+    ax.set_xlabel(quantity.axis, fontsize=8)
     ax.set_yscale("log")
     ax.tick_params(labelsize=7)
 
 
-def histograms(methods: dict[str, list]) -> list[str]:
+def histograms(methods: dict[str, list], quantity: Histogram) -> list[str]:
     images = []
     for method, runs in methods.items():
         if method == "retrain" or "retrain" not in methods:
             continue
         fig, axes = _figure(1, 2, figsize=(6.4, 2.4), sharey=True)
-        _hist_panel(axes[0], methods["retrain"], "Retrain")
-        _hist_panel(axes[1], runs, method)
+        _hist_panel(axes[0], methods["retrain"], "Retrain", quantity)
+        _hist_panel(axes[1], runs, method, quantity)
         axes[0].set_ylabel("fraction", fontsize=8)
         axes[1].legend(fontsize=7)
-        images.append(_img(fig, f"confidence histogram {method}"))
+        images.append(_img(fig, f"{quantity.short} histogram {method}"))
     return images
 
 
@@ -174,20 +204,21 @@ def gap_vs_cost(rows: list[dict[str, Any]], forget: str, setting: str, emit=_img
     return emit(fig, "gap vs cost")
 
 
-def confidence_grid(methods: dict[str, list], emit=_img, columns: int = 4) -> str | None:
-    """All methods' true-class confidence histograms in one figure, Retrain's panel first."""
+def confidence_grid(methods: dict[str, list], quantity: Histogram, emit=_img, columns: int = 4) -> str | None:
+    """All methods' histograms (true-class confidence, or an LM's answer probability) in one figure,
+    Retrain's panel first."""
     order = list(dict.fromkeys(m for m in ("retrain", *methods) if m in methods))
     if not order:
         return None
     rows = -(-len(order) // columns)
     fig, axes = _figure(rows, columns, figsize=(2.6 * columns, 2.1 * rows), sharex=True, sharey=True, squeeze=False)
     for ax, method in zip(axes.flat, order):
-        _hist_panel(ax, methods[method], method)
+        _hist_panel(ax, methods[method], method, quantity)
     for ax in list(axes.flat)[len(order):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    return emit(fig, "true-class confidence histograms")
+    return emit(fig, f"{quantity.name} histograms")
 
 
 def _table_html(rows, columns, tuned: bool) -> str:
@@ -334,7 +365,7 @@ def write_markdown(run_dir: str | Path, out_dir: str | Path) -> Path:
         methods = _in_row_order(tables.get((forget, setting), {}), part)
         roc_curves(methods, emit)
         gap_vs_cost(part, forget, setting, emit)
-        confidence_grid(methods, emit)
+        confidence_grid(methods, Histogram(config), emit)
         figures.append(f"### Figures: {forget}, {setting.replace('_', ' ')}\n\n" + "\n".join(links) + "\n")
     invocations = [*env.get("earlier", []), {k: v for k, v in env.items() if k != "earlier"}]
     env_text = "\n".join(f"- {e.get('started')}: {e.get('host')}, {e.get('cpus')} cpus, torch {e.get('torch')} with "
@@ -357,10 +388,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     rows = aggregate(records, list(config.get("methods") or []))
     columns = present_columns(rows)
     tables = _by_table(records)
+    quantity = Histogram(config)
     parts = [f"<h1>unlearn benchmark: {html.escape(str(config.get('name', run_dir.name)))}</h1>",
              f"<p>{len(records)} job records from <code>{html.escape(str(run_dir))}</code>; "
              f"dataset {html.escape(str(config.get('dataset', config.get('corpus', '?'))))}, model "
-             f"{html.escape(str((config.get('model') or {}).get('arch', '?')))}. All figures in percent; "
+             f"{html.escape(model_name(config))}. All figures in percent; "
              f"each cell is the mean over n runs ± the half-width of Student's t 95% interval, an AUC also "
              f"with DeLong's 95% interval over samples [low, high]. Rows <em>original</em> (the untouched "
              f"model: the gap of doing nothing) and <em>retrain-floor</em> (a second retrain from another "
@@ -377,8 +409,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         scatter = gap_vs_cost(part, forget, setting)
         parts.append("<h3>MIA ROC curves (log-log) and gap vs cost</h3><div>"
                      + "".join(roc_curves(methods)) + (scatter or "") + "</div>")
-        parts.append("<h3>True-class confidence: each method beside Retrain</h3><div>"
-                     + "".join(histograms(methods)) + "</div>")
+        parts.append(f"<h3>{html.escape(quantity.heading)}</h3><div>"
+                     + "".join(histograms(methods, quantity)) + "</div>")
         parts.append(_stats_html(methods))
     parts.append(_tuning_html(tuning))
     parts.append("<h2>Protocol</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>")
