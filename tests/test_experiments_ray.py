@@ -60,3 +60,29 @@ def test_ray_and_local_backends_agree_on_digits(ray_instance, tmp_path, bank):
             assert r["status"] == by_id[r["id"]]["status"]
             continue
         assert r["flat"] == pytest.approx(by_id[r["id"]]["flat"], abs=1e-6), r["method"]
+
+
+def test_ray_and_local_backends_agree_on_an_lm_protocol(ray_instance, tmp_path):
+    """The LM bench's jobs as Ray tasks (`--backend ray`): a tiny facts-tiny protocol with a tuning
+    trial, the reference rows (the floor retrain trains inside its row's task) and one method gives
+    the records the local backend gives, job for job."""
+    from test_lm_bench import tiny_protocol
+
+    from unlearn.bank import ModelBank
+    from unlearn.experiments import parse_config, run_bench
+
+    config = parse_config(yaml.safe_dump(tiny_protocol(), sort_keys=False), source="lm-tiny")
+    local = run_bench(config, tmp_path / "local", bank=ModelBank(tmp_path / "local-bank"), progress=False)
+    ray_bank = ModelBank(tmp_path / "ray-bank")
+    remote = run_bench(config, tmp_path / "ray", backend="ray", bank=ray_bank, progress=False)
+    assert not local.crashed and not remote.crashed
+    # the tuning original and retrain, the evaluation original, retrain and floor: all trained by tasks
+    assert remote.trained == len(ray_bank) == local.trained == 5
+    assert [(t["params"], t["score"]) for s in remote.tuning["studies"] for t in s["trials"]] == \
+        [(t["params"], t["score"]) for s in local.tuning["studies"] for t in s["trials"]]
+    by_id = {r["id"]: r for r in local.records}
+    assert {r["id"] for r in remote.records} == set(by_id)
+    assert {r["method"] for r in remote.records} == {"retrain", "retrain-floor", "original", "ga"}
+    for r in remote.records:
+        assert r["status"] == by_id[r["id"]]["status"] == "ok"
+        assert r["flat"] == pytest.approx(by_id[r["id"]]["flat"], abs=1e-6), r["method"]
