@@ -161,8 +161,11 @@ def test_lm_cli_trains_forgets_and_audits_a_model_directory(tiny_model, tmp_path
 
 @pytest.mark.parametrize("case, message", [
     ("no-tokenizer", "tokenizer"),
+    ("no-config", "no config.json"),
     ("missing-field", "missing field 'answer'"),
+    ("text-without-field", "missing field 'text'"),
     ("unknown-id", "forget id 'person-999' is not in corpus"),
+    ("unknown-id-in-data", "forget id 'zed' is not in"),
     ("classifier-method", "a classifier method"),
 ])
 def test_lm_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_model, tmp_path, capsys, case, message):
@@ -180,6 +183,16 @@ def test_lm_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_model, tmp_
         data = tmp_path / "qa.jsonl"
         data.write_text('{"id": "a", "question": "Who?", "answer": "Vel"}\n{"id": "b", "question": "Where?"}\n')
         (tmp_path / "ids.txt").write_text("a\n")
+        args = ["--method", "ga", "--data", str(data), "--forget", str(tmp_path / "ids.txt")]
+    elif case == "no-config":
+        model = tmp_path / "bare"
+        shutil.copytree(tiny_model / "model", model)
+        (model / "config.json").unlink()
+    elif case in ("text-without-field", "unknown-id-in-data"):
+        data = tmp_path / "texts.jsonl"
+        second = '{"id": "b"}' if case == "text-without-field" else '{"id": "b", "text": "Ost lies east."}'
+        data.write_text('{"id": "a", "text": "Vel was born in Ost."}\n' + second + "\n")
+        (tmp_path / "ids.txt").write_text("a\n" if case == "text-without-field" else "zed\n")
         args = ["--method", "ga", "--data", str(data), "--forget", str(tmp_path / "ids.txt")]
     elif case == "unknown-id":
         (tmp_path / "ids.txt").write_text("person-999\n")
@@ -267,3 +280,39 @@ def test_report_histogram_axes_name_what_each_family_counts():
         assert ax.get_xlabel() == axis and [line.get_label() for line in ax.get_lines()] == legend
         plt.close(fig)
 
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ('{"question": "Who?", "answer": "Vel"\n', ":1: not JSON"),
+    ('["Who?", "Vel"]\n', ":1: expected a JSON object"),
+])
+def test_lm_train_on_bad_user_data_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, content, message):
+    """`unlearn lm train --data` without a forget list (train on all of it) checks the file as
+    `--forget` does: one line naming the file and line, exit 2, no model directory, no bank."""
+    data = tmp_path / "qa.jsonl"
+    if content is not None:
+        data.write_text(content)
+    out, bank = tmp_path / "model", tmp_path / "bank"
+    code, _, err = run(["lm", "train", "--data", str(data), *RECIPE_SETS, "--bank", str(bank), "--out", str(out)],
+                       capsys)
+    assert code == 2 and message in err and str(data) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not bank.exists()
+
+
+def test_each_family_cli_refuses_the_others_methods_writing_nothing(tmp_path, capsys):
+    """`unlearn bench` with a classifier protocol naming an LM method, and `unlearn forget` (the
+    classifier verb) given an LM method: one line saying which family it is, exit 2, nothing written.
+    (The reverse of each: `test_bench_refuses_a_protocol_with_a_method_of_the_other_family_writing_nothing`
+    and the `classifier-method` case above.)"""
+    protocol = tmp_path / "c.yaml"
+    protocol.write_text(yaml.safe_dump({"name": "c", "dataset": "digits", "model": {"arch": "mlp"},
+                                        "forget": [{"fraction": 0.1}], "methods": {"retrain": None, "simnpo": {}}}))
+    code, _, err = run(["bench", str(protocol), "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "'simnpo' is a language-model method" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "forget.csv").write_text("index\n0\n")
+    code, _, err = run(["forget", "--model", str(tmp_path / "absent.safetensors"), "--forget",
+                        str(tmp_path / "forget.csv"), "--method", "npo", "--out", str(tmp_path / "new.safetensors")],
+                       capsys)
+    assert code == 2 and "npo: a language-model method" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new.safetensors").exists()

@@ -77,6 +77,12 @@ def forget(
     from unlearn.errors import DivergenceError, UnlearnInputError
 
     check_device(device)
+    if method not in methods.available():
+        from unlearn.lm import methods as lm_methods
+
+        if method in lm_methods.available():
+            raise UnlearnInputError(f"--method {method}: a language-model method (see `unlearn lm forget`); "
+                                    f"classifier methods: {', '.join(methods.available())}")
     tuned = {}
     if preset is not None:
         tuned = preset_values(preset, method, "without_retain" if no_retain else "with_retain")

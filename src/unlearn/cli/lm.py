@@ -76,8 +76,7 @@ def corpus_and_split(corpus: str | None, data: Path | None, forget: Path | None,
         if not ids:
             if need_forget:
                 raise UnlearnInputError("--data needs --forget FILE: the entity ids to forget")
-            whole, _split = lm_corpus.load_jsonl(data, _any_entity(data), read_ids(holdout))
-            return whole, None
+            return lm_corpus.load_jsonl(data, None, read_ids(holdout))
         return lm_corpus.load_jsonl(data, ids, read_ids(holdout))
     if holdout is not None:
         raise UnlearnInputError("--holdout is for --data; an embedded corpus has its own holdout entities")
@@ -89,12 +88,6 @@ def corpus_and_split(corpus: str | None, data: Path | None, forget: Path | None,
     if need_forget:
         raise UnlearnInputError("give the forget set: --forget FILE or --fraction F")
     return loaded, None
-
-
-def _any_entity(path: Path) -> list[str]:
-    """A placeholder forget list for loading user data when no split is wanted (the first line's entity)."""
-    first = json.loads(next(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()))
-    return [str(first.get("entity", first.get("id", 1))) if isinstance(first, dict) else "1"]
 
 
 def examples_of(corpus, entities) -> list:

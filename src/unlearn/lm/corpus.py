@@ -442,8 +442,10 @@ _QA_FIELDS = ("question", "answer")
 _TEXT_FIELDS = ("text",)
 
 
-def load_jsonl(path, forget_ids: Iterable[str], holdout_ids: Iterable[str] = ()) -> tuple[Corpus, LMSplit]:
-    """User data and its split: JSONL of question/answer pairs (TOFU) or of texts (MUSE).
+def load_jsonl(path, forget_ids: Iterable[str] | None,
+               holdout_ids: Iterable[str] = ()) -> tuple[Corpus, LMSplit | None]:
+    """User data and its split (None for `forget_ids=None`: the data alone, e.g. to train on all of
+    it): JSONL of question/answer pairs (TOFU) or of texts (MUSE).
 
     Question/answer lines: `question`, `answer`, optional `id`, `entity` (what the forget list
     names; default: the line's id), `relation` (lets neighbours and the base rate be found),
@@ -487,7 +489,7 @@ def load_jsonl(path, forget_ids: Iterable[str], holdout_ids: Iterable[str] = ())
     for entity_id in holdout:
         corpus.entity(entity_id)  # refuses an unknown id
     corpus.holdout = holdout
-    return corpus, split_from_ids(corpus, forget_ids)
+    return corpus, None if forget_ids is None else split_from_ids(corpus, forget_ids)
 
 
 def _qa_corpus(path: Path, rows) -> Corpus:
