@@ -72,7 +72,9 @@ class ProcessExecutor:
 
     A job's arguments and result are pickled, as for Ray: the job functions take specs, ids and
     bank paths, never live objects. A worker that dies (killed, out of memory) fails the jobs it
-    held and those still queued, each recorded as crashed by the driver.
+    held and those still queued, each recorded as crashed by the driver. Spawned workers import
+    the main module, so a script that runs a bench this way guards its entry point with
+    `if __name__ == "__main__":` (the `unlearn` command and the benchmarks/ scripts do).
     """
 
     name = "processes"
