@@ -316,3 +316,27 @@ def test_each_family_cli_refuses_the_others_methods_writing_nothing(tmp_path, ca
                        capsys)
     assert code == 2 and "npo: a language-model method" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "new.safetensors").exists()
+
+
+def test_the_relearning_audit_runs_in_the_bench_records_its_settings_and_draws_its_curves(tmp_path, bank):
+    """`audit: relearn:` runs both relearning attacks on every row with the protocol's budget,
+    recovery read against the oracle's own run; the report draws accuracy vs steps. Without the
+    key a protocol dumps, and so hashes, as before the key existed (runs started then resume)."""
+    plain = parse_config(yaml.safe_dump(tiny_protocol(tune={"trials": 0})), source="tiny")
+    assert "relearn" not in plain.audit.model_dump()
+    config = parse_config(yaml.safe_dump(tiny_protocol(tune={"trials": 0}, audit={
+        "max_questions": 12, "relearn": {"passes": [0, 1, 2]}})), source="tiny")
+    result = run_bench(config, tmp_path / "run", bank=bank, progress=False)
+    assert not result.crashed
+    relearned = {r["method"]: r["metrics"]["relearn"] for r in result.records if r["status"] == "ok"}
+    assert set(relearned) == {"retrain", "retrain-floor", "original", "ga"}
+    oracle = relearned["retrain"]
+    assert oracle["settings"]["passes"] == [0, 1, 2]
+    assert oracle["settings"]["rate"] == pytest.approx(TINY_RECIPE.lr / 10)
+    for name, run in relearned.items():
+        assert run["settings"] == oracle["settings"]
+        for attack in ("facts", "benign"):
+            assert run["recovery"][attack]["curve"] == pytest.approx(
+                [a - b for a, b in zip(run[attack]["accuracy"], oracle[attack]["accuracy"])]), name
+    page = write_report(tmp_path / "run").read_text()
+    assert 'alt="relearning facts"' in page and 'alt="relearning benign"' in page

@@ -18,7 +18,7 @@ import json
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from unlearn.errors import UnlearnInputError
 from unlearn.experiments.config import _ProtocolChecks, _Strict, _validated, _where
@@ -62,12 +62,33 @@ class LMForgetSpec(_Strict):
         return self.name or f"forget{self.fraction * 100:02g}"  # TOFU's names: forget01, forget05, forget10
 
 
+class LMRelearnSpec(_Strict):
+    """The relearning attacks (`unlearn.lm.audit.relearn`) on every row, Retrain's the reference:
+    `RelearnSettings.for_recipe(recipe, ...)` with these fields (docs/audits.md: the budget rule)."""
+
+    passes: tuple[float, ...] = (0, 1, 2, 4, 8)
+    lr_share: float = Field(0.1, gt=0)
+    fraction: float = Field(0.5, gt=0, lt=1)
+    batch_size: int = Field(8, ge=1)
+
+
 class LMAuditSpec(_Strict):
-    """`unlearn.lm.audit.evaluate_lm`'s settings: questions per set at most, Min-K%++'s k, VerbMem's prefix."""
+    """`unlearn.lm.audit.evaluate_lm`'s settings: questions per set at most, Min-K%++'s k, VerbMem's
+    prefix; and `relearn`, the relearning attacks, off unless given."""
 
     max_questions: int | None = Field(400, ge=1)
     k: float = Field(0.2, gt=0, lt=1)
     prefix_tokens: int = Field(32, ge=1)
+    relearn: LMRelearnSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Without `relearn` a protocol dumps (and so hashes: job ids, tuning and run digests) as it
+        # did before the field existed, so runs started then resume unchanged.
+        out = handler(self)
+        if out.get("relearn") is None:
+            out.pop("relearn", None)
+        return out
 
 
 class LMTuneSpec(_Strict):

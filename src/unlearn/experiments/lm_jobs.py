@@ -198,6 +198,18 @@ def _flat(metrics: dict) -> dict[str, Any]:
     return {k: v for k, v in flatten(metrics).items() if v is None or isinstance(v, int | float)}
 
 
+def _relearn(model, tokenizer, corpus, split, recipe, spec: dict, reference: dict | None) -> dict:
+    """Both relearning attacks at the protocol's budget, with the recovery above Retrain's (the
+    oracle's own `relearn`; for the oracle itself, 0 at every budget)."""
+    from unlearn.lm.audit.relearn import RelearnSettings, relearning, relearning_recovery
+
+    settings = RelearnSettings.for_recipe(recipe, passes=tuple(spec["passes"]), lr_share=spec["lr_share"],
+                                          fraction=spec["fraction"], batch_size=spec["batch_size"])
+    result = relearning(model, tokenizer, corpus, split, settings)
+    result["recovery"] = relearning_recovery(result, result if reference is None else reference["relearn"])
+    return result
+
+
 def lm_run_job(job: RunJob, corpus_spec: tuple, split, given: tuple[str, ...], recipe: dict, audit_spec: dict,
                reference: dict | None, retrain_seconds: float, bank_root: str, device: str = "cpu") -> dict[str, Any]:
     """Unlearn (unless `job` is a reference row) and audit; return the job's JSON record.
@@ -240,6 +252,9 @@ def lm_run_job(job: RunJob, corpus_spec: tuple, split, given: tuple[str, ...], r
         if reference is None:  # the oracle: its own reference (forget quality 1, PrivLeak 0, gap 0)
             add_reference(metrics, copy.deepcopy(metrics))
         curves = _curves(unlearned, tokenizer, corpus, split, settings["max_questions"])
+    if audit_spec.get("relearn"):
+        metrics["relearn"] = _relearn(unlearned, tokenizer, corpus, split, LMRecipe(**recipe), audit_spec["relearn"],
+                                      reference)
     record["audit_seconds"] = time.perf_counter() - start
     record.update(metrics=metrics, flat=_flat(metrics), sizes=dict(metrics["sizes"]),
                   environment=record_environment(device), **curves)

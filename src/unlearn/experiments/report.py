@@ -12,6 +12,8 @@ external files; every plot is a base64-embedded PNG drawn by matplotlib):
   on retain, forget and holdout questions (`lm_jobs._curves`), and say so (`Histogram`);
 - MIA ROC curves on log-log axes (the low-FPR region is where membership inference matters);
 - Avg. Gap vs cost (unlearning time as a fraction of retraining);
+- for a language-model protocol with the relearning audit, accuracy after k relearning steps per
+  method beside Retrain's (recovery vs steps), with the attack's settings;
 - the statistics a method records (`stats_`: AMUN's adversarial set, SISA's cost, ...);
 - the protocol and the environment it ran in.
 """
@@ -204,6 +206,31 @@ def gap_vs_cost(rows: list[dict[str, Any]], forget: str, setting: str, emit=_img
     return emit(fig, "gap vs cost")
 
 
+def relearn_curves(methods: dict[str, list], emit=_img) -> list[str]:
+    """Language models with the relearning audit (`audit: relearn:` in the protocol): per attack,
+    accuracy on the forget facts the attack did not teach after k fine-tuning steps, mean over runs,
+    one line per method, Retrain's dashed: the recovery is each line's height above it."""
+    images = []
+    for attack, what in (("facts", "untaught forget facts"), ("benign", "forget facts")):
+        runs = {m: [r["metrics"]["relearn"][attack] for r in rs if "relearn" in (r.get("metrics") or {})]
+                for m, rs in methods.items()}
+        runs = {m: curves for m, curves in runs.items() if curves}
+        if not runs:
+            continue
+        fig, ax = _figure(figsize=(4.6, 3.2))
+        for method, curves in runs.items():
+            steps = curves[0]["steps"]
+            mean = np.mean([c["accuracy"] for c in curves if c["steps"] == steps], axis=0)
+            style = dict(color="black", linestyle="--") if method == "retrain" else {}
+            ax.plot(steps, mean, marker="o", markersize=3, label=method, **style)
+        ax.set_xlabel("relearning steps k", fontsize=8)
+        ax.set_ylabel(f"accuracy on {what} (%)", fontsize=8)
+        ax.set_title(f"relearning ({attack}): what comes back", fontsize=9)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        images.append(emit(fig, f"relearning {attack}"))
+    return images
+
+
 def confidence_grid(methods: dict[str, list], quantity: Histogram, emit=_img, columns: int = 4) -> str | None:
     """All methods' histograms (true-class confidence, or an LM's answer probability) in one figure,
     Retrain's panel first."""
@@ -365,6 +392,7 @@ def write_markdown(run_dir: str | Path, out_dir: str | Path) -> Path:
         methods = _in_row_order(tables.get((forget, setting), {}), part)
         roc_curves(methods, emit)
         gap_vs_cost(part, forget, setting, emit)
+        relearn_curves(methods, emit)
         confidence_grid(methods, Histogram(config), emit)
         figures.append(f"### Figures: {forget}, {setting.replace('_', ' ')}\n\n" + "\n".join(links) + "\n")
     invocations = [*env.get("earlier", []), {k: v for k, v in env.items() if k != "earlier"}]
@@ -409,6 +437,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         scatter = gap_vs_cost(part, forget, setting)
         parts.append("<h3>MIA ROC curves (log-log) and gap vs cost</h3><div>"
                      + "".join(roc_curves(methods)) + (scatter or "") + "</div>")
+        relearned = relearn_curves(methods)
+        if relearned:
+            settings = next(r["metrics"]["relearn"]["settings"] for rs in methods.values() for r in rs
+                            if "relearn" in (r.get("metrics") or {}))
+            parts.append("<h3>Relearning: accuracy after k fine-tuning steps, beside Retrain's</h3><p>"
+                         f"Settings: {html.escape(json.dumps(settings))}.</p><div>" + "".join(relearned) + "</div>")
         parts.append(f"<h3>{html.escape(quantity.heading)}</h3><div>"
                      + "".join(histograms(methods, quantity)) + "</div>")
         parts.append(_stats_html(methods))
