@@ -17,6 +17,9 @@ configs/lm-facts.yaml before tuning), and for each row:
 
     PYTHONPATH=src nice -n 5 python benchmarks/bench_lm_robustness.py --seed 0 --out /tmp/rob/seed0.json
     PYTHONPATH=src python benchmarks/bench_lm_robustness.py --table /tmp/rob/seed*.json   # the markdown table
+    # tuned values from a tuned bench run, 3 seeds, the table written to OUT/table.md:
+    PYTHONPATH=src python benchmarks/bench_lm_robustness.py --corpus facts --recipe default --fraction 0.1 \
+        --tuned results/lm-facts --seeds 0 1 2 --out-dir OUT
 
 The default is a smaller setting than lm-facts (the `facts-tiny` corpus, a 2-layer GPT-2 of width
 64, forget 25%), sized for a shared 2-core machine; `--corpus facts --recipe default` runs the
@@ -71,6 +74,33 @@ def audit_row(model, tokenizer, corpus, split, settings: RelearnSettings, *, ref
     return row
 
 
+SETTING = "with_retain"  # every row here is given D_R
+
+
+def tuned_values(run_dir, fraction: float, label: str | None = None) -> tuple[dict[str, dict], str]:
+    """{method: its tuned hyperparameters} from `run_dir/tuning.json` (`unlearn bench`'s tuning
+    stage): the best value per (forget label, setting, method), for the forget set `label` (default:
+    the protocol's forget set of this `fraction`, e.g. forget10) and the with_retain setting; and
+    that label."""
+    import yaml
+
+    from unlearn.errors import UnlearnInputError
+    from unlearn.experiments.tune import tuned_hparams
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "tuning.json").is_file() or not (run_dir / "config.yaml").is_file():
+        raise UnlearnInputError(f"{run_dir}: no tuning.json and config.yaml (a tuned `unlearn bench` run directory)")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    labels = [f.get("name") or f"forget{f['fraction'] * 100:02g}" for f in config.get("forget", [])
+              if (abs(f["fraction"] - fraction) < 1e-9 if label is None else label == f.get("name"))]
+    if not labels:
+        raise UnlearnInputError(f"{run_dir}: its protocol has no forget set "
+                                + (f"of fraction {fraction}" if label is None else repr(label)))
+    best = tuned_hparams(json.loads((run_dir / "tuning.json").read_text()))
+    return {method: dict(hp) for (forget, setting, method), hp in best.items()
+            if forget == labels[0] and setting == SETTING}, labels[0]
+
+
 def run_seed(args, save=lambda result: None) -> dict:
     """Every row for one model seed; `save(result)` after each row (a long run keeps what it finished)."""
     torch.set_num_threads(1)
@@ -103,19 +133,24 @@ def run_seed(args, save=lambda result: None) -> dict:
     given = [q.example() for q in corpus.questions(corpus.holdout[0::2])]
     forget = [q.example() for q in corpus.questions(split.forget)]
     retain = [q.example() for q in corpus.questions(split.retain)]
+    tuned, label = tuned_values(args.tuned, args.fraction, args.tuned_forget) if args.tuned else ({}, None)
     out = {"seed": args.seed, "corpus": args.corpus, "recipe": recipe.to_dict(), "fraction": args.fraction,
-           "forget": list(split.forget), "retrain_seconds": retrain_seconds, "rows": {}}
+           "forget": list(split.forget), "retrain_seconds": retrain_seconds, "rows": {},
+           "tuned_from": None if not args.tuned else {"run": str(args.tuned), "forget": label, "setting": SETTING}}
     out["rows"]["retrain"] = reference = audit_row(retrained, tokenizer, corpus, split, settings)
     reference["dual_use"] = {**dual_audit(dual_retrained), "seconds": dual_seconds}
     reference["sequential"] = {"retain": [reference["acc_retain"]], "note": "retrain without every request"}
+    reference["unlearn_seconds"] = retrain_seconds  # Retrain's "unlearning" is its training
     out["rows"]["original"] = row = audit_row(original, tokenizer, corpus, split, settings, reference=reference)
     row["dual_use"] = dual_audit(dual_original)
     save(out)
     for name in args.methods:
         print(f"seed {args.seed}: {name}", flush=True)
 
-        def unlearn(model, tok, f, r, request=0, name=name):
-            method = lm_methods.get(name, lr=recipe.lr)
+        hparams = {"lr": recipe.lr, **tuned.get(name, {})}
+
+        def unlearn(model, tok, f, r, request=0, name=name, hparams=hparams):
+            method = lm_methods.get(name, **hparams)
             return method.unlearn(model, tok, f, r, seed=args.seed + 100 * request, holdout=given)
 
         started = time.perf_counter()
@@ -123,6 +158,7 @@ def run_seed(args, save=lambda result: None) -> dict:
         seconds = time.perf_counter() - started
         row = audit_row(unlearned, tokenizer, corpus, split, settings, reference=reference)
         row["unlearn_seconds"] = seconds
+        row["hparams"], row["tuned"] = hparams, name in tuned
         started = time.perf_counter()
         dual_model = unlearn(dual_original, dual_tokenizer, [q.example() for q in dual.forget],
                              [q.example() for q in dual.kept] + dual_retain)
@@ -142,13 +178,30 @@ def _cell(values, digits=1) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+# Each cost, in seconds (the table divides it by the seed's retrain seconds): unlearning (Retrain:
+# its training), each relearning attack, the probes, the four successive requests.
+COSTS = (lambda r: r.get("unlearn_seconds", 0.0),
+         lambda r: r["relearning"]["facts"]["seconds"],
+         lambda r: r["relearning"]["benign"]["seconds"],
+         lambda r: r["probes"]["seconds"],
+         lambda r: sum(r["sequential"]["seconds"]))
+
+
+def _has(fn, row) -> bool:
+    try:
+        fn(row)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
 def table(paths: list[str]) -> str:
     runs = [json.loads(Path(p).read_text()) for p in paths]
     names = list(runs[0]["rows"])
     names = ["original", "retrain"] + [n for n in names if n not in ("original", "retrain")]
     header = ("| method | forget acc | retain acc | relearn facts: recovery | relearn benign: recovery | "
               "ranking | few-shot | probe (answer) | dual use: hazardous / kept | two-hop: recomposed (one prompt) | sequential: retain after 1→4 | "
-              "seconds (unlearn, attacks) / retrain |")
+              "seconds / retrain: unlearn · relearn facts · relearn benign · probes · sequential |")
     lines = [header, "|" + " --- |" * 12]
     for name in names:
         rows = [r["rows"][name] for r in runs if name in r["rows"]]
@@ -169,18 +222,18 @@ def table(paths: list[str]) -> str:
         last = get(lambda r: r["sequential"]["retain"][-1])
         seq = "n/a" if name == "original" else (f"{_cell(sequential)} → {_cell(last)}" if name != "retrain"
                                                 else f"{_cell(last)} (ref.)")
-        cost = [((row.get("unlearn_seconds", 0.0)) + row["relearning"]["facts"]["seconds"]
-                 + row["relearning"]["benign"]["seconds"] + row["probes"]["seconds"]) / rs
-                for row, rs in zip(rows, retrain_s)]
+        cost = " · ".join(_cell([fn(row) / rs if _has(fn, row) else None for row, rs in zip(rows, retrain_s)], 2)
+                          for fn in COSTS)
+        label = f"{name} (tuned)" if rows and all(r.get("tuned") for r in rows) else name
         lines.append(
-            f"| {name} | {_cell(get(lambda r: r['acc_forget']))} | {_cell(get(lambda r: r['acc_retain']))} | "
+            f"| {label} | {_cell(get(lambda r: r['acc_forget']))} | {_cell(get(lambda r: r['acc_retain']))} | "
             f"{recovery['facts']} | {recovery['benign']} | {_cell(get(lambda r: r['probes']['ranking']))} | "
             f"{_cell(get(lambda r: r['probes']['few_shot']))} | {_cell(get(lambda r: r['probes']['probe']['accuracy']))} "
             f"({_cell(get(lambda r: r['probes']['probe']['answer_accuracy']))}) | "
             f"{_cell(get(lambda r: r['dual_use']['hazardous']))} / {_cell(get(lambda r: r['dual_use']['kept']))} | "
             f"{_cell(get(lambda r: r['dual_use']['two_hop']['recomposed']))} "
             f"({_cell(get(lambda r: r['dual_use']['two_hop']['composed']))}) | "
-            f"{seq} | {_cell(cost, 2)} |")
+            f"{seq} | {cost} |")
     return "\n".join(lines)
 
 
@@ -200,21 +253,41 @@ def main() -> None:
     parser.add_argument("--bank", default=None, help="model bank directory (default: the user's)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", nargs="*", default=None, help="print the markdown table of these result files")
+    parser.add_argument("--tuned", default=None,
+                        help="a tuned `unlearn bench` run directory: each method's best values from its tuning.json "
+                             "(forget set of this --fraction, with_retain); untuned methods keep lr = the recipe's")
+    parser.add_argument("--tuned-forget", default=None,
+                        help="with --tuned: the tuned forget set to read (default: the one of this --fraction)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None,
+                        help="run these model seeds in turn (with --out-dir): seedN.json each and table.md of all")
+    parser.add_argument("--out-dir", default=None)
     args = parser.parse_args()
     if args.table:
         print(table(args.table))
         return
-    def save(result: dict) -> None:
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(args.out).with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, indent=1))
-            tmp.replace(args.out)
-
-    result = run_seed(args, save)
+    if args.seeds:
+        if not args.out_dir:
+            parser.error("--seeds needs --out-dir")
+        paths = []
+        for seed in args.seeds:
+            args.seed, args.out = seed, str(Path(args.out_dir) / f"seed{seed}.json")
+            run_seed(args, lambda result: _write(args.out, json.dumps(result, indent=1)))
+            paths.append(args.out)
+        _write(Path(args.out_dir) / "table.md", table(paths) + "\n")
+        print(table(paths))
+        return
+    result = run_seed(args, lambda result: args.out and _write(args.out, json.dumps(result, indent=1)))
     if not args.out:
         print(json.dumps(result, indent=1))
 
+
+def _write(path, text: str) -> None:
+    """Write `text` to `path` atomically (a long run keeps the last complete file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 if __name__ == "__main__":
     main()
