@@ -197,17 +197,27 @@ def resolve(config: Config, dataset: Dataset, tuned: dict[tuple[str, str, str], 
     else:
         validation, evaluation = None, np.arange(len(dataset.test))
     context = context_digest(config, dataset)
+    oracle, runs, not_applicable = draw_jobs(config, units, context, methods.get_class, tuned)
+    return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable,
+                units=[((label, f), m) for label, f, m, _ in units])
+
+
+def draw_jobs(config, units, context: str, method_class, tuned: dict | None = None
+              ) -> tuple[list[RunJob], list[RunJob], list[RunJob]]:
+    """(oracle, runs, not applicable) of every draw `units` of a protocol, classifier or LM: per
+    draw the oracle, one job per reference row (one model each, the same in both settings, like
+    the oracle), then every method (`method_class(name)`: its class in the protocol's family) in
+    every setting and run, with its tuned values when `tuned` has them."""
     oracle, runs, not_applicable = [], [], []
     for label, forget_seed, model_seed, first_run in units:
         oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
-        # Reference rows: one model each, the same in both settings (like the oracle).
         for row in config.reference_rows:
             hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
             runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
         for name in config.methods:
             if name == ORACLE:  # the oracle row; it is the same model in both settings
                 continue
-            cls = methods.get_class(name)
+            cls = method_class(name)
             for setting in config.settings:
                 chosen = (tuned or {}).get((label, setting, name))
                 hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
@@ -216,8 +226,7 @@ def resolve(config: Config, dataset: Dataset, tuned: dict[tuple[str, str, str], 
                                  tuned=chosen is not None)
                     needs_retain = cls.requires_retain and setting == "without_retain"
                     (not_applicable if needs_retain else runs).append(job)
-    return Plan(config, dataset, splits, validation, evaluation, oracle, runs, not_applicable,
-                units=[((label, f), m) for label, f, m, _ in units])
+    return oracle, runs, not_applicable
 
 
 # ---- payloads: what crosses a process boundary -------------------------------------------------

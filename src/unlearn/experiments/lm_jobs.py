@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from unlearn.errors import DivergenceError, UnlearnInputError
-from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, draw_units, floor_seed
+from unlearn.experiments.jobs import FLOOR, ORACLE, ORIGINAL, RunJob, draw_jobs, draw_units, floor_seed
 from unlearn.experiments.lm_config import LMConfig
 from unlearn.experiments.provenance import record_environment
 
@@ -128,24 +128,7 @@ def resolve_lm(config: LMConfig, tuned: dict[tuple[str, str, str], dict] | None 
             splits[(spec.label, seed)] = dataclasses.replace(split, holdout=tuned_on if tuning else evaluated)
     context = lm_context_digest(config, corpus)
     units = draw_units(config)
-    oracle, runs, not_applicable = [], [], []
-    for label, forget_seed, model_seed, first_run in units:
-        oracle.append(RunJob(ORACLE, "{}", "with_retain", label, forget_seed, model_seed, 0, context))
-        for row in config.reference_rows:
-            hp = json.dumps({"seed": floor_seed(model_seed)} if row == FLOOR else {})
-            runs.append(RunJob(row, hp, "with_retain", label, forget_seed, model_seed, 0, context))
-        for name in config.methods:
-            if name == ORACLE:
-                continue
-            cls = methods.get_class(name)
-            for setting in config.settings:
-                chosen = (tuned or {}).get((label, setting, name))
-                hp = json.dumps(config.hparams(name) if chosen is None else chosen, sort_keys=True)
-                for run in range(first_run, first_run + config.runs):
-                    job = RunJob(name, hp, setting, label, forget_seed, model_seed, run, context,
-                                 tuned=chosen is not None)
-                    needs_retain = cls.requires_retain and setting == "without_retain"
-                    (not_applicable if needs_retain else runs).append(job)
+    oracle, runs, not_applicable = draw_jobs(config, units, context, methods.get_class, tuned)
     return LMPlan(config, corpus, splits, given, oracle, runs, not_applicable,
                   [((label, f), m) for label, f, m, _ in units])
 
