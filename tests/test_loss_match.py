@@ -100,6 +100,9 @@ def test_an_unknown_target_is_refused_by_name(mnist1d, mnist1d_split, mnist1d_or
     forget = mnist1d.train.subset(mnist1d_split.forget[:20])
     with pytest.raises(UnlearnInputError, match="target"):
         methods.get("loss-match", target="retrain").unlearn(mnist1d_original, forget, None, holdout=mnist1d_holdout)
+    with pytest.raises(UnlearnInputError, match="target='current' needs assignment='batch'"):
+        methods.get("loss-match", target="current", assignment="global").unlearn(mnist1d_original, forget, None,
+                                                                                holdout=mnist1d_holdout)
 
 
 def test_an_unknown_assignment_is_refused_by_name(mnist1d, mnist1d_split, mnist1d_original, mnist1d_holdout):

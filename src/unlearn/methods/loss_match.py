@@ -151,7 +151,9 @@ class LossMatch(Method):
         without gradient and replaces those samples' entries in the reference). A model retrained
         without a large D_F generalises worse than the original (mnist1d at 50%: test accuracy 54%
         against 62%), so its non-member losses are higher than the original's; "current" lets the
-        target follow the model as it loses D_F's contribution.
+        target follow the model as it loses D_F's contribution. Measured (docs/methods.md, row 8):
+        better on mnist1d and on CIFAR-10 at 10%, an overshoot on CIFAR-10 at 50%; not the default.
+        With `assignment="global"` the targets are fixed once, so "current" is refused there.
 
     Context: `holdout`, an `ArrayDataset` of known non-members (the validation half of the test
     split); refused without it. After `unlearn`, `stats_` holds the matching term at the start and
@@ -178,6 +180,9 @@ class LossMatch(Method):
             raise UnlearnInputError(f"{self.name}: assignment must be 'batch' or 'global', got {self.assignment!r}")
         if self.target not in ("original", "current"):
             raise UnlearnInputError(f"{self.name}: target must be 'original' or 'current', got {self.target!r}")
+        if self.target == "current" and self.assignment == "global":
+            raise UnlearnInputError(f"{self.name}: target='current' needs assignment='batch' (global targets are "
+                                    "fixed once, from the original)")
         if holdout is None or not isinstance(holdout, ArrayDataset) or len(holdout) < 2:
             raise UnlearnInputError(f"{self.name} needs `holdout`: known non-members, the validation half of the "
                                     "test split (unlearn.data.split_holdout), at least 2 samples")
