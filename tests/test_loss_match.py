@@ -9,6 +9,8 @@ membership attacks look at.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,3 +112,26 @@ def test_an_unknown_assignment_is_refused_by_name(mnist1d, mnist1d_split, mnist1
     with pytest.raises(UnlearnInputError, match="assignment"):
         methods.get("loss-match", assignment="sideways").unlearn(mnist1d_original, forget, None,
                                                                 holdout=mnist1d_holdout)
+
+
+def test_the_default_weight_is_resolved_by_setting(mnist1d, mnist1d_split, mnist1d_original, mnist1d_holdout):
+    # forget_weight=None means 0.3 with D_R and 1 without: the same weights as naming them.
+    forget = mnist1d.train.subset(mnist1d_split.forget[:64])
+    retain = mnist1d.train.subset(mnist1d_split.retain[:128])
+    for kept, weight in ((retain, 0.3), (None, 1.0)):
+        default = methods.get("loss-match", epochs=1).unlearn(mnist1d_original, forget, kept, seed=1,
+                                                              holdout=mnist1d_holdout)
+        named = methods.get("loss-match", epochs=1, forget_weight=weight).unlearn(mnist1d_original, forget, kept,
+                                                                                 seed=1, holdout=mnist1d_holdout)
+        for a, b in zip(default.state_dict().values(), named.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_tuning_starts_each_setting_at_its_own_default_weight():
+    from unlearn.experiments.config import load_config
+    from unlearn.experiments.tune import protocol_point, search_space
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cifar10-cpu.yaml")
+    space = search_space(config, "loss-match")
+    assert protocol_point(config, "loss-match", space, "with_retain")["forget_weight"] == 0.3
+    assert protocol_point(config, "loss-match", space, "without_retain")["forget_weight"] == 1.0

@@ -320,12 +320,15 @@ def tuning_digest(config: Config, dataset, methods: list[str], settings: list[st
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def protocol_point(config: Config, method: str, space: dict[str, Any]) -> dict[str, Any] | None:
-    """The protocol's values of the searched hyperparameters (the paper's defaults unless it sets
-    others), when every one lies in the search space; else None."""
+def protocol_point(config: Config, method: str, space: dict[str, Any], setting: str = "with_retain"
+                   ) -> dict[str, Any] | None:
+    """The protocol's values of the searched hyperparameters in `setting` (the paper's defaults, as
+    the method resolves them for the setting, unless the protocol sets others), when every one lies
+    in the search space; else None."""
     from unlearn import methods as registry
 
-    return point_in_space({**registry.get_class(method).hyperparameters(), **config.hparams(method)}, space)
+    defaults = registry.get_class(method).setting_hyperparameters(setting == "with_retain")
+    return point_in_space({**defaults, **config.hparams(method)}, space)
 
 
 def point_in_space(values: dict[str, Any], space: dict[str, Any]) -> dict[str, Any] | None:
@@ -395,7 +398,7 @@ def tune_stage(config: Config, run_dir: str | Path, *, bank: ModelBank, executor
                     continue
                 space = search_space(config, method)
                 optuna_study = open_study(spec.label, setting, method, space, config.tune.trials,
-                                          protocol_point(config, method, space), config.tune.lr_range)
+                                          protocol_point(config, method, space, setting), config.tune.lr_range)
                 studies.append(Study(spec.label, setting, method, space, optuna_study, []))
     repeats, budget = config.tune.repeats, config.tune.trials
     rounds = 0

@@ -40,6 +40,12 @@ class Method:
         """Constructor arguments and their defaults."""
         return hyperparameters(cls)
 
+    @classmethod
+    def setting_hyperparameters(cls, with_retain: bool) -> dict[str, Any]:
+        """The defaults as they apply in one setting: `hyperparameters()`, with any default of None
+        that the method resolves by setting filled in (tuning starts its studies there)."""
+        return cls.hyperparameters()
+
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.hyperparameters()}
 
