@@ -50,7 +50,7 @@ def test_the_linear_layer_shortcut_gives_the_per_sample_gradient_fisher(digits, 
         torch.testing.assert_close(fast[name], value, rtol=1e-4, atol=1e-9)
     # Plain numbers, no graph: when the shortcut's weights entered the vmapped pass as parameters,
     # every chunk's per-sample gradients hung on one autograd graph through these sums, and memory
-    # grew with the data (9-17 GB on cifar10-cpu's retain set).
+    # grew with the data (about 18 GB on cifar10-cpu's retain set).
     assert not any(value.requires_grad for value in fast.values())
 
 

@@ -171,9 +171,14 @@ class LossMatch(Method):
     @classmethod
     def setting_hyperparameters(cls, with_retain: bool) -> dict:
         defaults = cls.hyperparameters()
-        if defaults["forget_weight"] is None:
-            defaults["forget_weight"] = cls.WEIGHT_WITH_RETAIN if with_retain else cls.WEIGHT_WITHOUT_RETAIN
-        return defaults
+        return {**defaults, "forget_weight": cls._weight(defaults["forget_weight"], with_retain)}
+
+    @classmethod
+    def _weight(cls, forget_weight: float | None, with_retain: bool) -> float:
+        """λ as given, or by setting when None."""
+        if forget_weight is not None:
+            return forget_weight
+        return cls.WEIGHT_WITH_RETAIN if with_retain else cls.WEIGHT_WITHOUT_RETAIN
 
     def __init__(self, lr: float = 0.01, epochs: int = 10, batch_size: int = 128, forget_batch_size: int = 128,
                  forget_weight: float | None = None, temperature: float = 1.0, crop_padding: int = 0, flip: bool = False,
@@ -186,8 +191,7 @@ class LossMatch(Method):
     def _unlearn(self, model: nn.Module, forget: ArrayDataset, retain: ArrayDataset | None, *, seed: int,
                  device: torch.device, holdout: ArrayDataset | None = None, **context) -> nn.Module:
         recipe = method_recipe(self)
-        weight = self.setting_hyperparameters(retain is not None)["forget_weight"] if self.forget_weight is None \
-            else self.forget_weight
+        weight = self._weight(self.forget_weight, retain is not None)
         check_number(self.name, "forget_weight", weight, inclusive=True)
         check_number(self.name, "temperature", self.temperature)
         if self.assignment not in ("batch", "global"):
